@@ -1,0 +1,477 @@
+"""A real Apache Kafka cluster on loopback, started from Maven Central jars.
+
+KRaft combined broker+controller nodes on 127.0.0.1: one node, or three (replication factor 3,
+`min.insync.replicas=2`) for failover tests. The data directory holds everything of a cluster:
+`cluster.json` (its layout and cluster id), `pids.json` (the processes `start` launched), and
+per node its `server.properties`, storage and log files. `stop` signals only recorded processes
+whose command line names that node's properties file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import psutil
+from confluent_kafka import KafkaException
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from consumer.errors import BrokerError
+from consumer.topics import admin_client
+from consumer.jars import ensure_jars, find_java, pinned_kafka_version
+
+HOST = "127.0.0.1"
+
+_LOG4J = """\
+status = warn
+appender.file.type = RollingFile
+appender.file.name = file
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.filePattern = ${sys:kafka.logs.dir}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 50MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.apache.name = org.apache.kafka
+logger.apache.level = INFO
+"""
+
+
+def _default_data_dir() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "packflow" / "kafka"
+
+
+class BrokerSettings(BaseSettings):
+    """How to run the local cluster. Environment: `PACKFLOW_KAFKA_<FIELD>` (e.g. `_HOME`)."""
+
+    model_config = SettingsConfigDict(env_prefix="PACKFLOW_KAFKA_", frozen=True, extra="forbid")
+
+    nodes: Literal[1, 3] = 1
+    port: int = Field(9092, ge=1, le=65533, description="first broker port; node i uses port+i")
+    controller_port: int = Field(9192, ge=1, le=65533, description="first controller port")
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    home: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "packflow" / "kafka",
+        description="cache of resolved Kafka versions (jars in <home>/<version>/libs)",
+    )
+    version: str = Field(default_factory=pinned_kafka_version)
+    heap: str = "1g"
+    mvn: str = "mvn"
+    start_timeout_s: float = Field(60.0, gt=0)
+    stop_timeout_s: float = Field(20.0, gt=0)
+    broker_config: dict[str, str] = Field(
+        default_factory=dict, description="extra server.properties entries, applied last"
+    )
+
+    @model_validator(mode="after")
+    def _ports_apart(self) -> BrokerSettings:
+        if abs(self.controller_port - self.port) < self.nodes:
+            raise ValueError(
+                f"controller_port {self.controller_port} overlaps the broker ports "
+                f"{self.port}..{self.port + self.nodes - 1}"
+            )
+        return self
+
+
+@dataclass(frozen=True)
+class Node:
+    """One KRaft node of the cluster and where its files are."""
+
+    node_id: int
+    port: int
+    controller_port: int
+    dir: Path
+
+    @property
+    def properties(self) -> Path:
+        return self.dir / "server.properties"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.dir / "logs"
+
+    @property
+    def storage(self) -> Path:
+        return self.dir / "data"
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node: Node
+    pid: int | None
+    alive: bool
+
+
+@dataclass(frozen=True)
+class StartResult:
+    bootstrap: str
+    already_running: bool
+    started: tuple[int, ...]
+    seconds: float
+
+
+def server_properties(node: Node, voters: str, nodes: int, extra: Mapping[str, str]) -> str:
+    """The `server.properties` of one node. Pure: the tests read it."""
+    replication = min(nodes, 3)
+    min_isr = 2 if nodes >= 3 else 1
+    props: dict[str, str] = {
+        "process.roles": "broker,controller",
+        "node.id": str(node.node_id),
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(node.storage),
+        # Topics are created on purpose (`packflow topics create`), so a typo fails loudly.
+        "auto.create.topics.enable": "false",
+        "default.replication.factor": str(replication),
+        "min.insync.replicas": str(min_isr),
+        "offsets.topic.replication.factor": str(replication),
+        "offsets.topic.num.partitions": "12",
+        "transaction.state.log.replication.factor": str(replication),
+        "transaction.state.log.min.isr": str(min_isr),
+        "transaction.state.log.num.partitions": "12",
+        "share.coordinator.state.topic.replication.factor": str(replication),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
+        # A local cluster serves tests and demos: rebalance at once.
+        "group.initial.rebalance.delay.ms": "0",
+        "unclean.leader.election.enable": "false",
+    }
+    props.update(extra)
+    return "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: 16 random bytes, URL-safe base64 without padding."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):  # Kafka's tools would read it as an option
+            return cid
+
+
+def port_in_use(port: int) -> bool:
+    """True when something listens on HOST:port (TIME_WAIT leftovers do not count)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class LocalCluster:
+    """Start, stop and inspect the local cluster in `settings.data_dir`.
+
+    Constructing one touches neither the network nor the disk; `start()` does.
+    """
+
+    def __init__(self, settings: BrokerSettings | None = None) -> None:
+        self.settings = settings or BrokerSettings()
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+
+    # -- layout -------------------------------------------------------------------------
+
+    @property
+    def data_dir(self) -> Path:
+        return self.settings.data_dir
+
+    def exists(self) -> bool:
+        """True once `start` has laid out a cluster in the data directory."""
+        return (self.data_dir / "cluster.json").is_file()
+
+    def _layout(self) -> dict[str, object] | None:
+        path = self.data_dir / "cluster.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def nodes(self) -> list[Node]:
+        """The nodes of the cluster in the data directory (its recorded layout wins)."""
+        layout = self._layout() or {}
+        count = int(str(layout.get("nodes", self.settings.nodes)))
+        port = int(str(layout.get("port", self.settings.port)))
+        cport = int(str(layout.get("controller_port", self.settings.controller_port)))
+        return [Node(i, port + i, cport + i, self.data_dir / f"node-{i}") for i in range(count)]
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(node.address for node in self.nodes())
+
+    # -- processes ----------------------------------------------------------------------
+
+    def _pids(self) -> dict[int, int]:
+        path = self.data_dir / "pids.json"
+        if not path.is_file():
+            return {}
+        return {int(k): int(v) for k, v in json.loads(path.read_text()).items()}
+
+    def _write_pids(self, pids: Mapping[int, int]) -> None:
+        (self.data_dir / "pids.json").write_text(json.dumps({str(k): v for k, v in pids.items()}))
+
+    def _process(self, node: Node, pid: int | None) -> psutil.Process | None:
+        """The live process `pid` if it is this node's broker, else None."""
+        if pid is None:
+            return None
+        child = self._children.get(node.node_id)
+        if child is not None and child.pid == pid and child.poll() is not None:
+            return None  # our own child exited (poll() also reaps it)
+        try:
+            proc = psutil.Process(pid)
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            if str(node.properties) not in proc.cmdline():
+                return None  # the pid was reused by something that is not ours
+            return proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None
+
+    def status(self) -> list[NodeStatus]:
+        pids = self._pids()
+        result = []
+        for node in self.nodes():
+            pid = pids.get(node.node_id)
+            result.append(NodeStatus(node, pid, self._process(node, pid) is not None))
+        return result
+
+    def is_running(self) -> bool:
+        states = self.status()
+        return bool(states) and all(s.alive for s in states)
+
+    # -- start --------------------------------------------------------------------------
+
+    def start(self) -> StartResult:
+        """Start every node that is not running and wait until the cluster serves metadata."""
+        began = time.monotonic()
+        self._check_layout()
+        states = self.status()
+        if self.exists() and all(s.alive for s in states):
+            return StartResult(self.bootstrap, True, (), 0.0)
+        java = find_java()
+        libs = ensure_jars(self.settings.home, self.settings.version, self.settings.mvn)
+        todo = [s.node for s in states if not s.alive]
+        for node in todo:
+            for port in (node.port, node.controller_port):
+                if port_in_use(port):
+                    raise BrokerError(
+                        f"port {port} on {HOST} is in use by another process (node {node.node_id}"
+                        f" of the local cluster needs it); free it or choose --port/--controller-port"
+                    )
+        self._prepare(java, libs)
+        pids = {s.node.node_id: s.pid for s in states if s.alive and s.pid is not None}
+        for node in todo:
+            pids[node.node_id] = self._spawn(java, libs, node)
+        self._write_pids(pids)
+        try:
+            self._wait_ready(todo)
+        except BrokerError:
+            self._kill(todo)
+            raise
+        return StartResult(
+            self.bootstrap, False, tuple(n.node_id for n in todo), time.monotonic() - began
+        )
+
+    def _check_layout(self) -> None:
+        layout = self._layout()
+        if layout is None:
+            return
+        wanted = {
+            "nodes": self.settings.nodes,
+            "port": self.settings.port,
+            "controller_port": self.settings.controller_port,
+        }
+        differs = {k: layout.get(k) for k, v in wanted.items() if layout.get(k) != v}
+        if differs:
+            found = ", ".join(f"{k}={v}" for k, v in differs.items())
+            raise BrokerError(
+                f"{self.data_dir} holds a cluster with {found}; start it with those settings, "
+                "use another --data-dir, or `packflow kafka stop --delete-data` first"
+            )
+
+    def _prepare(self, java: str, libs: Path) -> None:
+        """Write configuration files and format the storage of nodes that lack it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        layout = self._layout()
+        if layout is None:
+            layout = {
+                "cluster_id": new_cluster_id(),
+                "nodes": self.settings.nodes,
+                "port": self.settings.port,
+                "controller_port": self.settings.controller_port,
+                "version": self.settings.version,
+            }
+            (self.data_dir / "cluster.json").write_text(json.dumps(layout, indent=2))
+        (self.data_dir / "log4j2.properties").write_text(_LOG4J)
+        nodes = self.nodes()
+        voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in nodes)
+        for node in nodes:
+            node.log_dir.mkdir(parents=True, exist_ok=True)
+            node.properties.write_text(
+                server_properties(node, voters, len(nodes), self.settings.broker_config)
+            )
+            if not (node.storage / "meta.properties").is_file():
+                self._format(java, libs, node, str(layout["cluster_id"]))
+
+    def _java_cmd(self, java: str, libs: Path, node: Node, *main: str) -> list[str]:
+        return [
+            java,
+            f"-Xmx{self.settings.heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={self.data_dir / 'log4j2.properties'}",
+            f"-Dkafka.logs.dir={node.log_dir}",
+            "-cp",
+            f"{libs}/*",
+            *main,
+        ]
+
+    def _format(self, java: str, libs: Path, node: Node, cluster_id: str) -> None:
+        cmd = self._java_cmd(
+            java, libs, node, "kafka.tools.StorageTool", "format",
+            "-t", cluster_id, "-c", str(node.properties),
+        )  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            output = (proc.stdout + proc.stderr).strip()
+            last = output.splitlines()[-1] if output else f"exit code {proc.returncode}"
+            raise BrokerError(
+                f"formatting the storage of node {node.node_id} failed: {last}", detail=output
+            )
+
+    def _spawn(self, java: str, libs: Path, node: Node) -> int:
+        cmd = self._java_cmd(java, libs, node, "kafka.Kafka", str(node.properties))
+        with open(node.log_dir / "stdout.log", "ab") as out:
+            # A session of its own: the broker outlives the CLI and ignores its Ctrl-C.
+            child = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                cwd=node.dir, start_new_session=True,
+            )  # fmt: skip
+        self._children[node.node_id] = child
+        return child.pid
+
+    def _wait_ready(self, started: Iterable[Node]) -> None:
+        started = list(started)
+        deadline = time.monotonic() + self.settings.start_timeout_s
+        nodes = self.nodes()
+        pids = self._pids()
+        while time.monotonic() < deadline:
+            for node in started:
+                if self._process(node, pids.get(node.node_id)) is None:
+                    code = self._children[node.node_id].returncode
+                    raise BrokerError(
+                        f"Kafka node {node.node_id} exited during start (exit code {code}); "
+                        f"last lines of {node.log_dir / 'server.log'}:",
+                        detail=log_tail(node.log_dir / "server.log")
+                        + "\n"
+                        + log_tail(node.log_dir / "stdout.log", 5),
+                    )
+            if all(self._accepts(node.port) for node in nodes) and self._serves_metadata(
+                len(nodes)
+            ):
+                return
+            time.sleep(0.2)
+        raise BrokerError(
+            f"Kafka did not serve metadata within {self.settings.start_timeout_s:g}s; "
+            f"last lines of {started[0].log_dir / 'server.log'}:",
+            detail=log_tail(started[0].log_dir / "server.log"),
+        )
+
+    @staticmethod
+    def _accepts(port: int) -> bool:
+        try:
+            with socket.create_connection((HOST, port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def _serves_metadata(self, brokers: int) -> bool:
+        try:
+            metadata = admin_client(self.bootstrap).list_topics(timeout=2)
+        except KafkaException:
+            return False
+        return len(metadata.brokers) >= brokers
+
+    # -- stop ---------------------------------------------------------------------------
+
+    def stop(self, delete_data: bool = False) -> list[int]:
+        """Stop the recorded broker processes (TERM, then KILL after the grace period).
+
+        Returns the pids that were signalled. With `delete_data`, the data dir is removed too.
+        """
+        procs = [p for s in self.status() if (p := self._process(s.node, s.pid)) is not None]
+        stopped = [p.pid for p in procs]
+        self._terminate(procs)
+        (self.data_dir / "pids.json").unlink(missing_ok=True)
+        if delete_data and self.exists():
+            shutil.rmtree(self.data_dir)
+        return stopped
+
+    def kill_node(self, node_id: int) -> int:
+        """SIGKILL one node (failover tests); returns its pid."""
+        node = self.nodes()[node_id]
+        proc = self._process(node, self._pids().get(node_id))
+        if proc is None:
+            raise BrokerError(f"node {node_id} is not running")
+        proc.kill()
+        psutil.wait_procs([proc], timeout=10)
+        child = self._children.get(node_id)
+        if child is not None:
+            child.wait(timeout=10)
+        return proc.pid
+
+    def _kill(self, nodes: Iterable[Node]) -> None:
+        pids = self._pids()
+        procs = [p for n in nodes if (p := self._process(n, pids.get(n.node_id))) is not None]
+        self._terminate(procs, grace=0)
+
+    def _terminate(self, procs: list[psutil.Process], grace: float | None = None) -> None:
+        grace = self.settings.stop_timeout_s if grace is None else grace
+        for proc in procs:
+            try:
+                proc.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(procs, timeout=grace) if grace else ([], procs)
+        for proc in alive:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=10)
+        pids = {proc.pid for proc in procs}
+        for child in self._children.values():
+            if child.pid in pids:
+                child.wait(timeout=10)  # reap our own children so no zombie looks alive

@@ -1,0 +1,74 @@
+"""Session-wide real Kafka broker and fresh topics per test.
+
+The broker is the project's own local cluster (`consumer.broker.LocalCluster`) started once per
+test session on free loopback ports in a temporary data directory, and stopped at the end. Set
+`PACKFLOW_BOOTSTRAP_SERVERS` to run the suite against a broker that is already up instead.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from consumer.broker import BrokerSettings, LocalCluster, port_in_use
+from consumer.topics import TopicSpec, admin_client, create_topics
+
+
+def free_port_block(size: int) -> int:
+    """The first of `size` consecutive free loopback ports."""
+    for _ in range(200):
+        base = random.randint(20000, 60000 - size)
+        if not any(port_in_use(p) for p in range(base, base + size)):
+            return base
+    raise RuntimeError("no block of free ports found")
+
+
+def cluster_settings(data_dir: Path, nodes: int = 1, **extra: object) -> BrokerSettings:
+    """Settings for a test cluster of `nodes` on free ports (controller ports right after)."""
+    base = free_port_block(2 * nodes)
+    return BrokerSettings(
+        nodes=nodes, port=base, controller_port=base + nodes, data_dir=data_dir, **extra
+    )
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Bootstrap servers of the session's real broker."""
+    given = os.environ.get("PACKFLOW_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    cluster = LocalCluster(cluster_settings(tmp_path_factory.mktemp("kafka")))
+    cluster.start()
+    try:
+        yield cluster.bootstrap
+    finally:
+        cluster.stop(delete_data=True)
+
+
+TopicFactory = Callable[..., str]
+
+
+@pytest.fixture
+def make_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator[TopicFactory]:
+    """Create uniquely named topics for one test; they are deleted after it."""
+    created: list[str] = []
+    stem = re.sub(r"[^a-zA-Z0-9._-]", "-", request.node.name)[:60]
+
+    def make(partitions: int = 3, replication_factor: int = 1, **config: str) -> str:
+        name = f"{stem}-{uuid.uuid4().hex[:8]}"
+        create_topics(kafka_bootstrap, [TopicSpec(name, partitions, replication_factor, config)])
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        admin = admin_client(kafka_bootstrap)  # must outlive its futures
+        for future in admin.delete_topics(created).values():
+            future.result(timeout=30)
