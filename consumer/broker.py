@@ -28,8 +28,8 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from consumer.errors import BrokerError
-from consumer.topics import admin_client
 from consumer.jars import ensure_jars, find_java, pinned_kafka_version
+from consumer.topics import admin_client
 
 HOST = "127.0.0.1"
 
@@ -360,9 +360,16 @@ class LocalCluster:
 
     def _format(self, java: str, libs: Path, node: Node, cluster_id: str) -> None:
         cmd = self._java_cmd(
-            java, libs, node, "kafka.tools.StorageTool", "format",
-            "-t", cluster_id, "-c", str(node.properties),
-        )  # fmt: skip
+            java,
+            libs,
+            node,
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            cluster_id,
+            "-c",
+            str(node.properties),
+        )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             output = (proc.stdout + proc.stderr).strip()
@@ -376,9 +383,13 @@ class LocalCluster:
         with open(node.log_dir / "stdout.log", "ab") as out:
             # A session of its own: the broker outlives the CLI and ignores its Ctrl-C.
             child = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                cwd=node.dir, start_new_session=True,
-            )  # fmt: skip
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=node.dir,
+                start_new_session=True,
+            )
         self._children[node.node_id] = child
         return child.pid
 

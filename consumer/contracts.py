@@ -40,7 +40,9 @@ def load_schema(name: str) -> dict[str, Any]:
     """A parsed (fastavro) schema, by shipped name or file path."""
     path = schema_path(name)
     try:
-        parsed: dict[str, Any] = fastavro.parse_schema(json.loads(path.read_text()))
+        parsed = fastavro.parse_schema(json.loads(path.read_text()))
     except (ValueError, fastavro.schema.SchemaParseException) as exc:
         raise SchemaError(f"{path} is not a valid Avro schema: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise SchemaError(f"{path} must hold a named Avro schema (a JSON object)")
     return parsed

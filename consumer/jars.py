@@ -19,6 +19,7 @@ from consumer.errors import BrokerError
 POM = Path(__file__).with_name("pom.xml")
 _MARKER = "resolved.txt"
 _MIN_JAVA = 17
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def pinned_kafka_version() -> str:
@@ -55,9 +56,17 @@ def ensure_jars(home: Path, version: str, mvn: str = "mvn") -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     cmd = [
-        mvn_path, "-B", "-q", "-f", str(POM), f"-Dkafka.version={version}",
-        "dependency:copy-dependencies", f"-DoutputDirectory={partial}", "-DincludeScope=runtime",
-    ]  # fmt: skip
+        mvn_path,
+        "-B",
+        "-q",
+        "-Dstyle.color=never",
+        "-f",
+        str(POM),
+        f"-Dkafka.version={version}",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={partial}",
+        "-DincludeScope=runtime",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
@@ -75,7 +84,7 @@ def ensure_jars(home: Path, version: str, mvn: str = "mvn") -> Path:
 
 
 def _first_maven_error(output: str) -> str:
-    for line in output.splitlines():
+    for line in _ANSI.sub("", output).splitlines():
         if line.startswith("[ERROR]") and line[7:].strip():
             # Maven's first error line names the artifact; drop its long help URL tail.
             return line[7:].strip().split(" -> [Help")[0]

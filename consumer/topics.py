@@ -7,7 +7,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported from cimpl
+    AdminClient,
+    ClusterMetadata,
+    NewTopic,
+)
 
 from consumer.errors import TopicError
 

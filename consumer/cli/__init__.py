@@ -18,7 +18,6 @@ app.add_typer(kafka.app, name="kafka")
 app.add_typer(topics.app, name="topics")
 
 
-
 def main() -> None:
     """The console script: a Packflow error is one line on stderr and exit code 1."""
     try:

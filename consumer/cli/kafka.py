@@ -22,7 +22,9 @@ app = typer.Typer(
 
 DataDir = Annotated[
     Path | None,
-    typer.Option("--data-dir", help="cluster state, storage and logs [env PACKFLOW_KAFKA_DATA_DIR]"),
+    typer.Option(
+        "--data-dir", help="cluster state, storage and logs [env PACKFLOW_KAFKA_DATA_DIR]"
+    ),
 ]
 
 

@@ -17,9 +17,7 @@ def create(
         str, typer.Option(envvar="PACKFLOW_BOOTSTRAP_SERVERS", help="Kafka to talk to")
     ] = "127.0.0.1:9092",
     input_topic: Annotated[str, typer.Option(help="records to infer on")] = "packflow.input",
-    results_topic: Annotated[
-        str, typer.Option(help="results, log-compacted")
-    ] = "packflow.results",
+    results_topic: Annotated[str, typer.Option(help="results, log-compacted")] = "packflow.results",
     dead_letter_topic: Annotated[
         str, typer.Option(help="records that failed")
     ] = "packflow.dead-letter",

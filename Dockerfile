@@ -1,0 +1,19 @@
+# Packflow replicas for people with Docker. The broker comes from the official Apache Kafka
+# image (see docker-compose.yml); this image holds only Python, Packflow and its backends.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY packflow packflow
+COPY consumer consumer
+COPY backends backends
+COPY schemas schemas
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+    && useradd --create-home --uid 10001 packflow
+USER packflow
+WORKDIR /home/packflow
+ENTRYPOINT ["packflow"]
+CMD ["--help"]
