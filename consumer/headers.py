@@ -1,0 +1,84 @@
+"""Kafka headers Packflow writes on results and dead letters, and reads back.
+
+Results carry `packflow.backend`, `packflow.backend.version` and the source coordinates
+`packflow.source.topic`, `packflow.source.partition`, `packflow.source.offset`; the input's
+W3C trace context (`traceparent`, `tracestate`) is passed on.
+
+Dead letters carry the original key and bytes; their headers are the record's own ones (a
+`traceparent`, say), except earlier `packflow.*` ones so that a replayed record that fails
+again is not ambiguous, then `packflow.stage` (decode, preprocess, backend, validate,
+encode), `packflow.error.type`, `packflow.error.message`, the source coordinates and the
+backend name and version. All values are UTF-8.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+Stage = Literal["decode", "preprocess", "backend", "validate", "encode"]
+Headers = list[tuple[str, bytes]]
+InHeaders = Sequence[tuple[str, bytes | None]] | None
+
+PREFIX = "packflow."
+TRACE_HEADERS = ("traceparent", "tracestate")
+_MAX_MESSAGE = 2000
+
+
+def _ours(fields: dict[str, str]) -> Headers:
+    return [(PREFIX + k, v.encode()) for k, v in fields.items()]
+
+
+def result_headers(
+    original: InHeaders,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    backend: str,
+    backend_version: str,
+) -> Headers:
+    trace: Headers = [(k, v or b"") for k, v in (original or ()) if k in TRACE_HEADERS]
+    return trace + _ours(
+        {
+            "backend": backend,
+            "backend.version": backend_version,
+            "source.topic": topic,
+            "source.partition": str(partition),
+            "source.offset": str(offset),
+        }
+    )
+
+
+def dead_letter_headers(
+    original: InHeaders,
+    *,
+    stage: Stage,
+    error_type: str,
+    message: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    backend: str,
+    backend_version: str,
+) -> Headers:
+    kept: Headers = [(k, v or b"") for k, v in (original or ()) if not k.startswith(PREFIX)]
+    return kept + _ours(
+        {
+            "stage": stage,
+            "error.type": error_type,
+            "error.message": message[:_MAX_MESSAGE],
+            "source.topic": topic,
+            "source.partition": str(partition),
+            "source.offset": str(offset),
+            "backend": backend,
+            "backend.version": backend_version,
+        }
+    )
+
+
+def read_packflow_headers(headers: InHeaders) -> dict[str, str]:
+    """The `packflow.*` headers, prefix stripped (for readers and tests)."""
+    return {
+        k[len(PREFIX) :]: (v or b"").decode() for k, v in (headers or ()) if k.startswith(PREFIX)
+    }

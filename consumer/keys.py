@@ -1,0 +1,33 @@
+"""Deterministic idempotency keys: the configured id field's value, else topic/partition/offset.
+
+The same input always gets the same key, whichever replica reads it and in whatever order, so
+the compacted results topic holds one result per key. A record without the id field (or one
+that could not be decoded) falls back to its coordinates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+def coordinate_key(topic: str, partition: int, offset: int) -> str:
+    return f"{topic}/{partition}/{offset}"
+
+
+def record_keys(
+    records: Sequence[Mapping[str, Any] | None],
+    coordinates: Sequence[tuple[str, int, int]],
+    id_field: str | None,
+) -> list[str]:
+    """One key per record; `records[i]` is None where decoding failed."""
+    if id_field is None:
+        return [coordinate_key(*c) for c in coordinates]
+    keys = []
+    for record, coords in zip(records, coordinates, strict=True):
+        value = record.get(id_field) if record is not None else None
+        if value is None:
+            keys.append(coordinate_key(*coords))
+        else:
+            keys.append(value if isinstance(value, str) else str(value))
+    return keys

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import time
+
+from consumer.dedup import AnsweredKeys
+from consumer.headers import dead_letter_headers, read_packflow_headers, result_headers
+from consumer.keys import record_keys
+
+
+def test_keys_use_the_id_field_else_coordinates() -> None:
+    coords = [("in", 0, 5), ("in", 1, 7), ("in", 2, 9), ("in", 0, 6)]
+    records = [{"id": "a"}, {"id": 42}, None, {"other": 1}]
+    assert record_keys(records, coords, "id") == ["a", "42", "in/2/9", "in/0/6"]
+    assert record_keys(records, coords, None) == ["in/0/5", "in/1/7", "in/2/9", "in/0/6"]
+
+
+def test_answered_keys_drop_repeats_within_and_across_batches() -> None:
+    answered = AnsweredKeys(max_keys=100, ttl_s=60)
+    assert answered.claim(["a", "b", "a"]) == [True, True, False]
+    assert answered.claim(["b", "c"]) == [False, True]
+    assert answered.repeats == 2
+    answered.release(["c"])
+    assert answered.claim(["c"]) == [True]
+
+
+def test_answered_keys_are_bounded_in_size_and_age() -> None:
+    answered = AnsweredKeys(max_keys=3, ttl_s=0.05)
+    answered.claim(["a", "b", "c", "d"])
+    assert len(answered) == 3
+    time.sleep(0.1)
+    assert answered.claim(["b"]) == [True]  # expired, so it counts as new
+
+
+def test_dead_letter_headers_keep_the_original_ones_and_say_what_failed() -> None:
+    original = [("traceparent", b"00-abc-def-01"), ("packflow.stage", b"backend")]
+    headers = dead_letter_headers(
+        original,
+        stage="decode",
+        error_type="DecodeError",
+        message="corrupt",
+        topic="in",
+        partition=3,
+        offset=17,
+        backend="logistic",
+        backend_version="1.0",
+    )
+    assert headers[0] == ("traceparent", b"00-abc-def-01")
+    assert read_packflow_headers(headers) == {
+        "stage": "decode",
+        "error.type": "DecodeError",
+        "error.message": "corrupt",
+        "source.topic": "in",
+        "source.partition": "3",
+        "source.offset": "17",
+        "backend": "logistic",
+        "backend.version": "1.0",
+    }
+
+
+def test_result_headers_pass_the_trace_context_and_name_the_source() -> None:
+    original = [("traceparent", b"00-abc-def-01"), ("other", b"x")]
+    headers = result_headers(
+        original, topic="in", partition=1, offset=9, backend="echo", backend_version="2"
+    )
+    assert headers[0] == ("traceparent", b"00-abc-def-01")
+    assert ("other", b"x") not in headers
+    assert read_packflow_headers(headers) == {
+        "backend": "echo",
+        "backend.version": "2",
+        "source.topic": "in",
+        "source.partition": "1",
+        "source.offset": "9",
+    }
