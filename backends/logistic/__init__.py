@@ -1,0 +1,10 @@
+"""The logistic backend: a numpy logistic regression over the demo input's 16 features."""
+
+from __future__ import annotations
+
+from backends.logistic.backend import LogisticBackend, LogisticConfig
+
+# `backends.logistic:Backend`, the name `packflow run --backend` examples use.
+Backend = LogisticBackend
+
+__all__ = ["Backend", "LogisticBackend", "LogisticConfig"]

@@ -1,0 +1,183 @@
+"""Validation: each rule, batch-level and per row, and what its error names."""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+from typing import Any
+
+import numpy as np
+import pytest
+
+from packflow import InferenceBackend, OutputKeysWarning, ValidationError
+from packflow.validation import Rule, check_batch, check_inputs, row_failures
+
+
+class Returns(InferenceBackend):
+    """Returns whatever `make(inputs)` builds: a stand-in for any backend's outputs."""
+
+    def __init__(self, make: Any, **config: Any) -> None:
+        self.make = make
+        super().__init__(**config)
+
+    def execute(self, inputs: Any) -> Any:
+        return self.make(inputs)
+
+
+def echo() -> Returns:
+    return Returns(lambda rows: [dict(r) for r in rows])
+
+
+def test_validate_returns_outputs_dict_for_dict_list_for_list() -> None:
+    assert echo().validate({"a": 1}) == {"a": 1}
+    assert echo().validate([{"a": 1}, {"b": [1, "x", None]}]) == [{"a": 1}, {"b": [1, "x", None]}]
+
+
+@pytest.mark.parametrize("bad", [5, "text", ({"a": 1},), None])
+def test_input_must_be_dict_or_list(bad: Any) -> None:
+    with pytest.raises(ValidationError) as info:
+        echo().validate(bad)
+    assert (info.value.rule, info.value.row) == ("input_type", None)
+    assert info.value.value is bad
+    assert (
+        f"batch failed rule 'input_type': input is {type(bad).__name__}; give a dict or a list"
+        in str(info.value)
+    )
+
+
+def test_input_rows_must_be_dicts_and_the_row_is_named() -> None:
+    with pytest.raises(ValidationError) as info:
+        echo()([{"a": 1}, {"b": 2}, ["c"]])
+    assert str(info.value) == (
+        "row 2 failed rule 'input_type': input row is list, not a dict (value: ['c'])"
+    )
+    assert (info.value.rule, info.value.row, info.value.value) == ("input_type", 2, ["c"])
+
+
+def test_output_must_be_a_list() -> None:
+    backend = Returns(lambda rows: {"not": "a list"})
+    with pytest.raises(ValidationError) as info:
+        backend.validate([{"a": 1}])
+    assert info.value.rule == "output_type"
+    assert info.value.row is None
+    assert "the pipeline returned dict; it must return a list" in str(info.value)
+    with pytest.raises(ValidationError, match="output_type"):
+        backend([{"a": 1}])  # the same rule guards a plain call
+
+
+def test_one_output_per_input_row() -> None:
+    backend = Returns(lambda rows: rows[:-1])
+    with pytest.raises(ValidationError) as info:
+        backend.validate([{"a": 1}, {"a": 2}, {"a": 3}])
+    assert str(info.value) == (
+        "batch failed rule 'row_count': 3 input rows gave 2 outputs; a backend returns exactly "
+        "one output per input row (value: 2)"
+    )
+    with pytest.raises(ValidationError, match="row_count"):
+        backend.run_batch([{"a": 1}])
+
+
+def test_output_rows_must_be_dicts() -> None:
+    backend = Returns(lambda rows: [{"ok": 1}, 0.5])
+    with pytest.raises(ValidationError) as info:
+        backend.validate([{}, {}])
+    assert str(info.value) == (
+        "row 1 failed rule 'row_type': output row is float, not a dict (value: 0.5)"
+    )
+
+
+def test_numpy_values_are_not_json_serializable() -> None:
+    backend = Returns(lambda rows: [{"score": np.float64(0.25)} for _ in rows])
+    with pytest.raises(ValidationError) as info:
+        backend.validate({"x": 1})
+    assert info.value.rule == "json_serializable"
+    assert info.value.row == 0
+    assert info.value.value == np.float64(0.25)
+    assert str(info.value) == (
+        "row 0 failed rule 'json_serializable': score: numpy.float64 is not JSON-serializable; "
+        "convert numpy values with .item() or .tolist() (value: np.float64(0.25))"
+    )
+
+
+@pytest.mark.parametrize(
+    ("output", "detail"),
+    [
+        ({"v": np.array([1, 2])}, "v: numpy.ndarray is not JSON-serializable; convert"),
+        ({"a": {"b": [1, np.int64(3)]}}, "a.b[1]: numpy.int64 is not JSON-serializable; convert"),
+        ({"a": {1: "x"}}, "a[1]: int key; JSON object keys are strings"),
+        ({2: "x"}, "key 2: int key; JSON object keys are strings"),
+        ({"big": 2**70}, "big: int is not JSON-serializable (Integer exceeds 64-bit range)"),
+        ({"raw": b"\x00"}, "raw: bytes is not JSON-serializable"),
+        ({"s": {1, 2}}, "s: set is not JSON-serializable"),
+    ],
+)
+def test_json_failures_name_the_path_and_type(output: dict[Any, Any], detail: str) -> None:
+    (failure,) = row_failures([output])
+    assert failure.rule == Rule.JSON_SERIALIZABLE
+    assert failure.detail.startswith(detail)
+
+
+def test_json_accepts_what_the_runtime_publishes() -> None:
+    # orjson, the runtime's encoder, writes these natively.
+    assert (
+        row_failures([{"t": datetime.datetime(2024, 1, 1), "f": 1.5, "n": None, "l": (1, 2)}]) == []
+    )
+
+
+def test_run_batch_reports_only_the_bad_rows() -> None:
+    def mixed(rows: list[dict[str, Any]]) -> list[Any]:
+        return [{"v": np.float32(r["x"])} if r["x"] % 3 == 0 else {"v": r["x"]} for r in rows]
+
+    result = Returns(mixed).run_batch([{"x": i} for i in range(7)])
+    assert result.outputs[1] == {"v": 1}
+    assert [(f.row, f.rule) for f in result.failures] == [
+        (0, "json_serializable"),
+        (3, "json_serializable"),
+        (6, "json_serializable"),
+    ]
+    assert result.failed_rows == frozenset({0, 3, 6})
+    assert result.ok is False
+    assert Returns(lambda rows: rows).run_batch([{"x": 1}]).ok is True
+
+
+def test_run_batch_times_validation() -> None:
+    backend = echo()
+    backend.run_batch([{"a": 1}])
+    backend([{"a": 1}])
+    stats = backend.profiler.stats()
+    assert (stats["validate"].count, stats["total"].count) == (1, 2)
+
+
+def test_check_io_warns_about_declared_output_keys_absent() -> None:
+    backend = Returns(
+        lambda rows: [{"score": 1.0, "label": 1}, {"score": 0.0}, {}],
+        output_keys=["score", "label"],
+    )
+    with pytest.warns(OutputKeysWarning) as caught:
+        outputs = backend.check_io([{}, {}, {}])
+    assert outputs == [{"score": 1.0, "label": 1}, {"score": 0.0}, {}]
+    assert [str(w.message) for w in caught] == [
+        "output key 'score' (declared in output_keys) is missing from rows [2]",
+        "output key 'label' (declared in output_keys) is missing from rows [1, 2]",
+    ]
+
+
+def test_check_io_is_silent_when_keys_are_present() -> None:
+    backend = Returns(lambda rows: [{"score": 1.0}], output_keys=["score"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert backend.check_io({"x": 1}) == {"score": 1.0}
+
+
+def test_check_io_still_raises_validation_errors() -> None:
+    backend = Returns(lambda rows: [{"score": np.float64(1)}], output_keys=["score"])
+    with pytest.raises(ValidationError, match="json_serializable"):
+        backend.check_io([{}])
+
+
+def test_check_functions_directly() -> None:
+    records = [{"a": 1}]
+    assert check_inputs(records) is records
+    assert check_inputs({"a": 1}) == [{"a": 1}]
+    outputs = [{"b": 1}]
+    assert check_batch(1, outputs) is outputs
