@@ -1,11 +1,14 @@
 # Everything a fresh machine needs comes from here: a virtual environment, the package, the
-# Kafka broker jars (Maven Central), then the tests against that real broker.
+# Kafka broker jars (Maven Central), then the demo or the tests against that real broker.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test install kafka-fetch kafka-start kafka-stop topics lint typecheck compose-check clean
+demo: install kafka-fetch
+	$(BIN)/packflow demo
+
+.PHONY: demo test install kafka-fetch kafka-start kafka-stop topics lint typecheck compose-check clean
 
 test: install kafka-fetch
 	$(BIN)/pytest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
@@ -31,10 +32,15 @@ def produce(
     return acked
 
 
-def consume_exactly(
-    bootstrap: str, topic: str, count: int, timeout: float = 60.0, settle: float = 2.0
+def collect(
+    bootstrap: str,
+    topic: str,
+    until: Callable[[list[Message]], bool],
+    timeout: float = 60.0,
+    settle: float = 2.0,
+    isolation: str = "read_committed",
 ) -> list[Message]:
-    """Read `topic` from the beginning with a fresh group until `count` messages arrived, then
+    """Read `topic` from the beginning with a fresh group until `until(messages so far)`, then
     keep polling `settle` seconds so that any extra message would be caught too."""
     consumer = Consumer(
         {
@@ -42,13 +48,14 @@ def consume_exactly(
             "group.id": f"test-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
+            "isolation.level": isolation,
         }
     )
     consumer.subscribe([topic])
     got: list[Message] = []
     try:
         deadline = time.monotonic() + timeout
-        while len(got) < count and time.monotonic() < deadline:
+        while not until(got) and time.monotonic() < deadline:
             got.extend(_batch(consumer))
         settle_until = time.monotonic() + settle
         while time.monotonic() < settle_until:
@@ -56,6 +63,18 @@ def consume_exactly(
     finally:
         consumer.close()
     return got
+
+
+def consume_exactly(
+    bootstrap: str, topic: str, count: int, timeout: float = 60.0, settle: float = 2.0
+) -> list[Message]:
+    """Read `topic` until `count` messages arrived, and `settle` seconds more."""
+    return collect(bootstrap, topic, lambda got: len(got) >= count, timeout, settle)
+
+
+def distinct_keys(count: int) -> Callable[[list[Message]], bool]:
+    """An `until` for `collect`: `count` distinct keys seen."""
+    return lambda got: len({m.key() for m in got}) >= count
 
 
 def _batch(consumer: Consumer) -> list[Message]:

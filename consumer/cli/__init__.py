@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from consumer.cli import kafka, topics
+from consumer.cli import demo, kafka, produce, project, results, run, topics
 from packflow.errors import PackflowError
 
 app = typer.Typer(
@@ -16,6 +16,13 @@ app = typer.Typer(
 )
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(topics.app, name="topics")
+app.command("check")(project.check)
+app.command("create")(project.create)
+app.command("export")(project.export)
+app.command("run")(run.run)
+app.command("produce")(produce.produce)
+app.command("results")(results.results)
+app.command("demo")(demo.demo)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from consumer.broker import BrokerSettings, LocalCluster
+from consumer.cli.options import parse_pairs
 from consumer.errors import BrokerError, TopicError
 from consumer.jars import ensure_jars
 from consumer.topics import describe_topics
@@ -39,18 +40,6 @@ def broker_settings(**flags: Any) -> BrokerSettings:
         raise BrokerError(f"invalid broker settings: {problems}") from None
 
 
-def _parse_pairs(pairs: list[str] | None) -> dict[str, str] | None:
-    if not pairs:
-        return None
-    parsed = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--broker-config")
-        parsed[key.strip()] = value.strip()
-    return parsed
-
-
 @app.command()
 def start(
     nodes: Annotated[int | None, typer.Option(help="1, or 3 for failover tests")] = None,
@@ -69,7 +58,7 @@ def start(
         controller_port=controller_port,
         data_dir=data_dir,
         start_timeout_s=timeout,
-        broker_config=_parse_pairs(broker_config),
+        broker_config=parse_pairs(broker_config, "--broker-config"),
     )
     result = LocalCluster(settings).start()
     if result.already_running:

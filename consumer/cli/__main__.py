@@ -1,0 +1,5 @@
+"""`python -m consumer.cli`: the same as the `packflow` command."""
+
+from consumer.cli import main
+
+main()

@@ -1,0 +1,371 @@
+"""One consumer replica: a fetch side and an inference side joined by bounded queues.
+
+The main thread owns the Kafka consumer: it polls (so a slow model never trips
+`max.poll.interval.ms`), queues records per partition, pauses partitions whose queue is full,
+serves delivery reports, commits, and handles rebalances. A worker thread takes micro-batches
+from the queues, runs the pipeline and produces results and dead letters. An offset is
+committed only once it and every earlier offset of its partition are done: their results or
+dead letters acknowledged by the broker, or dropped as repeats.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from consumer.batcher import PartitionQueues
+from consumer.codecs import make_decoder, make_result_encoder
+from consumer.dedup import AnsweredKeys
+from consumer.headers import dead_letter_headers, result_headers
+from consumer.offsets import OffsetTracker
+from consumer.pipeline import Outcome, Pipeline
+from consumer.settings import RuntimeSettings, SettingsError, consumer_config, producer_config
+from packflow import InferenceBackend
+from packflow.loaders import InferenceBackendLoader, load_backend
+from packflow.logging import get_logger
+from packflow.profiling import Profiler
+
+TP = tuple[str, int]
+_FETCH_MAX = 1000
+
+
+def load_backend_for(settings: RuntimeSettings) -> InferenceBackend:
+    """The backend the settings name (its `initialize()` runs here, once per replica)."""
+    project = settings.project_dir()
+    if settings.backend:
+        return load_backend(settings.backend, base_dir=project, **settings.backend_config)
+    if project is None:
+        raise SettingsError(
+            "no backend: give --backend module:Class (or file.py:Class), or run in a project "
+            "directory holding a packflow.yaml (or give --project)"
+        )
+    return InferenceBackendLoader.from_project(project, **settings.backend_config)
+
+
+def _tp(message: Any) -> TP:
+    return (message.topic(), message.partition())
+
+
+class Replica:
+    """Constructing one touches no network; `run()` does, until `stop()` or a fatal error."""
+
+    def __init__(self, settings: RuntimeSettings, index: int = 0) -> None:
+        self.settings = settings
+        self.index = index
+        self.log = get_logger(replica=index, pid=os.getpid())
+        self.counts: Counter[str] = Counter()
+        self.fatal: str | None = None
+        self._stop = threading.Event()
+        self._worker_stop = threading.Event()
+        self._tracker = OffsetTracker()
+        self._queues: PartitionQueues[TP, Message] = PartitionQueues(
+            settings.max_queued_per_partition
+        )
+        self._answered = AnsweredKeys(settings.dedup_max_keys, settings.dedup_ttl_s)
+        # Guards `_assigned` and `_busy` between the fetch side and the worker.
+        self._lock = threading.Condition()
+        self._assigned: set[TP] = set()
+        self._busy: set[TP] = set()
+        self._paused: set[TP] = set()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._backend: InferenceBackend | None = None
+        # decode/backend/encode wall time per batch; the backend profiles its own stages.
+        self.profiler = Profiler()
+        self._shutdown_by: float | None = None  # set once shutting down: no wait goes past it
+
+    def stop(self) -> None:
+        """Ask the replica to shut down gracefully (safe from a signal handler)."""
+        self._stop.set()
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until stopped; returns the exit code (0 after a graceful shutdown)."""
+        settings = self.settings
+        if settings.guarantee == "exactly-once":
+            raise SettingsError("guarantee exactly-once is not available yet; use at-least-once")
+        self._backend = backend = load_backend_for(settings)
+        self.log = self.log.bind(backend=backend.name, backend_version=str(backend.version))
+        pipeline = Pipeline(
+            backend,
+            make_decoder(
+                settings.codec,
+                settings.input_schema,
+                writer_schema=settings.writer_schema,
+                known_schemas=settings.known_schemas,
+                registry_url=settings.registry_url,
+            ),
+            make_result_encoder(settings.result_format),
+            self._answered,
+            settings.id_field,
+        )
+        self._producer = Producer(producer_config(settings))
+        self._consumer = Consumer(consumer_config(settings, self.index))
+        self._consumer.subscribe(
+            [settings.input_topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        worker = threading.Thread(target=self._work, args=(pipeline,), name="inference")
+        worker.start()
+        self.log.info("replica_started", group=settings.group_id, topic=settings.input_topic)
+        try:
+            self._fetch_loop()
+        finally:
+            self._shutdown(worker)
+        return 0 if self.fatal is None else 1
+
+    def _fetch_loop(self) -> None:
+        consumer, producer = self._consumer, self._producer
+        assert consumer is not None and producer is not None
+        interval = self.settings.commit_interval_ms / 1000
+        next_commit = time.monotonic() + interval
+        while not self._stop.is_set() and self.fatal is None:
+            messages = consumer.consume(_FETCH_MAX, timeout=0.05)
+            if messages:
+                self._accept(messages)
+            self._backpressure()
+            producer.poll(0)
+            if time.monotonic() >= next_commit:
+                self._commit()
+                next_commit = time.monotonic() + interval
+
+    def _accept(self, messages: list[Message]) -> None:
+        by_partition: dict[TP, list[Message]] = {}
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._consumer_error(error)
+                continue
+            by_partition.setdefault(_tp(message), []).append(message)
+        for tp, batch in by_partition.items():
+            self._tracker.track(tp, [m.offset() for m in batch])
+            self._queues.put(tp, batch)
+            self.counts["records_in"] += len(batch)
+
+    def _consumer_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self.fatal = f"consumer: {error.str()}"
+            self.log.error("consumer_fatal", error=error.str())
+        else:
+            self.log.warning("consumer_error", error=error.str(), code=error.name())
+
+    def _backpressure(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        limit = self._queues.max_per_partition
+        with self._lock:
+            assigned = list(self._assigned)
+        for tp in assigned:
+            size = self._queues.size(tp)
+            if tp not in self._paused and size >= limit:
+                consumer.pause([TopicPartition(*tp)])
+                self._paused.add(tp)
+            elif tp in self._paused and size <= limit // 2:
+                consumer.resume([TopicPartition(*tp)])
+                self._paused.discard(tp)
+
+    # -- the inference side --------------------------------------------------------------------
+
+    def _work(self, pipeline: Pipeline) -> None:
+        settings = self.settings
+        wait_s = settings.max_wait_ms / 1000
+        try:
+            while not self._worker_stop.is_set():
+                batch = self._queues.take(settings.max_batch_size, wait_s)
+                if not batch:
+                    continue
+                with self._claim(batch) as owned:
+                    if owned:
+                        self._publish(pipeline(owned))
+        except Exception as exc:  # a bug, not bad data: stop the replica without committing it
+            self.fatal = f"inference worker: {type(exc).__name__}: {exc}"
+            self.log.exception("worker_failed")
+
+    @contextmanager
+    def _claim(self, batch: list[Message]) -> Iterator[list[Message]]:
+        """Mark the batch's partitions busy (a revoke waits for them), keeping only records
+        of partitions still assigned."""
+        with self._lock:
+            owned = [m for m in batch if _tp(m) in self._assigned]
+            self._busy = {_tp(m) for m in owned}
+        try:
+            yield owned
+        finally:
+            with self._lock:
+                self._busy = set()
+                self._lock.notify_all()
+
+    def _publish(self, outcome: Outcome) -> None:
+        settings, backend = self.settings, self._backend
+        assert backend is not None
+        name, version = backend.name, str(backend.version)
+        for message in outcome.repeats:
+            self._tracker.done(_tp(message), message.offset())
+        for message, key, value in outcome.results:
+            headers = result_headers(
+                message.headers(),
+                topic=message.topic(),
+                partition=message.partition(),
+                offset=message.offset(),
+                backend=name,
+                backend_version=version,
+            )
+            self._produce(settings.results_topic, key.encode(), value, headers, message)
+        for message, failure in outcome.dead:
+            headers = dead_letter_headers(
+                message.headers(),
+                stage=failure.stage,
+                error_type=failure.error_type,
+                message=failure.message,
+                topic=message.topic(),
+                partition=message.partition(),
+                offset=message.offset(),
+                backend=name,
+                backend_version=version,
+            )
+            self._produce(
+                settings.dead_letter_topic, message.key(), message.value(), headers, message
+            )
+            self.log.warning(
+                "dead_letter",
+                stage=failure.stage,
+                error_type=failure.error_type,
+                partition=message.partition(),
+                offset=message.offset(),
+            )
+        self.counts["results"] += len(outcome.results)
+        self.counts["dead_letters"] += len(outcome.dead)
+        self.counts["repeats"] += len(outcome.repeats)
+        self.counts["batches"] += 1
+        self.profiler.record(outcome.seconds)
+
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]],
+        source: Message,
+    ) -> None:
+        producer = self._producer
+        assert producer is not None
+        report = partial(self._delivered, _tp(source), source.offset())
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                return
+            except BufferError:
+                producer.poll(0.05)  # the local queue is full: serve delivery reports first
+
+    def _delivered(self, tp: TP, offset: int, error: KafkaError | None, _: Message) -> None:
+        if error is None:
+            self._tracker.done(tp, offset)
+            return
+        # librdkafka already retried; skipping the record would lose it, so stop instead.
+        self.fatal = f"producer: {error.str()}"
+        self.log.error("delivery_failed", error=error.str(), partition=tp[1], offset=offset)
+
+    # -- commits and rebalances ----------------------------------------------------------------
+
+    def _commit(self, only: set[TP] | None = None) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        positions = self._tracker.to_commit()
+        if only is not None:
+            positions = {tp: o for tp, o in positions.items() if tp in only}
+        if not positions:
+            return
+        try:
+            consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
+                asynchronous=False,
+            )
+        except KafkaException as exc:
+            # Not fatal: the same positions are committed on the next attempt, or re-read
+            # by the partitions' next owner.
+            self.log.warning("commit_failed", error=str(exc.args[0]))
+            return
+        self._tracker.committed(positions)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = {(p.topic, p.partition) for p in partitions}
+        with self._lock:
+            self._assigned |= tps
+        self.log.info("partitions_assigned", partitions=sorted(p for _, p in tps))
+        self.counts["rebalances"] += 1
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = {(p.topic, p.partition) for p in partitions}
+        self._release(tps, commit=True)
+        self.log.info("partitions_revoked", partitions=sorted(p for _, p in tps))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = {(p.topic, p.partition) for p in partitions}
+        self._release(tps, commit=False)
+        self.log.warning("partitions_lost", partitions=sorted(p for _, p in tps))
+
+    def _release(self, tps: set[TP], commit: bool) -> None:
+        """Stop working on these partitions: drop their queued records, let a running batch
+        finish, and (when still owned) commit what is done before they go."""
+        deadline = self._shutdown_by or time.monotonic() + self.settings.shutdown_timeout_s
+        with self._lock:
+            self._assigned -= tps
+            self._queues.drop(tps)
+            while self._busy & tps and time.monotonic() < deadline:
+                self._lock.wait(deadline - time.monotonic())
+        if commit:
+            assert self._producer is not None
+            self._producer.flush(max(0.0, deadline - time.monotonic()))
+            self._commit(only=tps)
+        self._tracker.forget(list(tps))
+        self._paused -= tps
+
+    def _shutdown(self, worker: threading.Thread) -> None:
+        consumer, producer = self._consumer, self._producer
+        assert consumer is not None and producer is not None
+        self._shutdown_by = deadline = time.monotonic() + self.settings.shutdown_timeout_s
+        # Records not yet started are dropped uncommitted: the next owner reads them again.
+        with self._lock:
+            self._queues.drop(list(self._assigned))
+        self._worker_stop.set()
+        self._queues.close()
+        worker.join(max(0.0, deadline - time.monotonic()))
+        producer.flush(max(0.0, deadline - time.monotonic()))
+        self._commit()
+        consumer.close()  # leaves the group (its revoke callback finds nothing left to do)
+        self.log.info(
+            "replica_stopped",
+            records_in=self.counts["records_in"],
+            results=self.counts["results"],
+            dead_letters=self.counts["dead_letters"],
+            repeats=self.counts["repeats"],
+            batches=self.counts["batches"],
+            fatal=self.fatal,
+            stages_ms=self.stage_summary(),
+        )
+
+    def stage_summary(self) -> dict[str, dict[str, float]]:
+        """Per-stage latency (ms) of the replica's batches and the backend's own stages."""
+        stats = dict(self.profiler.stats())
+        if self._backend is not None:
+            stats |= {f"backend.{k}": v for k, v in self._backend.profiler.stats().items()}
+        return {
+            name: {
+                "count": s.count,
+                "mean": round(s.mean_s * 1000, 3),
+                "p50": round(s.p50_s * 1000, 3),
+                "p99": round(s.p99_s * 1000, 3),
+            }
+            for name, s in stats.items()
+        }

@@ -1,0 +1,330 @@
+"""The Kafka runtime against the real broker: replicas, keys, dedup, dead letters, faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import orjson
+
+from consumer.codecs import make_decoder, make_encoder
+from consumer.headers import read_packflow_headers
+from tests.conftest import TopicFactory
+from tests.kafka_io import collect, distinct_keys, produce
+from tests.runtime_io import (
+    PACKFLOW,
+    Run,
+    demo_records,
+    make_pipeline,
+    produce_records,
+    results_by_key,
+)
+
+HERE = Path(__file__).parent
+FAULTY = str(HERE / "faulty_backends.py")
+LOGISTIC = "backends.logistic:Backend"
+
+
+def offline_outputs(records: list[dict], tmp_path: Path) -> list[dict]:
+    """What `packflow check` computes for the records as the replicas decode them."""
+    decoder = make_decoder("schemaless", "demo_input")
+    encoder = make_encoder("schemaless", "demo_input")
+    decoded = decoder.decode_batch([encoder.encode(r) for r in records])
+    sample = tmp_path / "decoded.jsonl"
+    sample.write_bytes(b"\n".join(orjson.dumps(d) for d in decoded))
+    checked = subprocess.run(
+        [PACKFLOW, "check", LOGISTIC, "--input", str(sample), "--batch-size", "1024"],
+        capture_output=True,
+        check=True,
+    )
+    return [orjson.loads(line) for line in checked.stdout.splitlines()]
+
+
+def test_three_replicas_answer_each_of_100k_records_once_as_check_does(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
+    records = demo_records(100_000)
+    produce_records(pipeline, records)
+    run = Run(pipeline, tmp_path / "run.log", "--backend", LOGISTIC, "--replicas", "3")
+    try:
+        got = collect(kafka_bootstrap, pipeline.results, distinct_keys(100_000), timeout=240)
+    finally:
+        code = run.terminate()
+    assert code == 0
+
+    by_key = results_by_key(got)
+    ids = [r["id"] for r in records]
+    assert sorted(by_key) == sorted(ids)
+    assert len(got) == 100_000  # exactly one result per key
+    expected = offline_outputs(records, tmp_path)
+    for record, output in zip(records, expected, strict=True):
+        (result,) = by_key[record["id"]]
+        assert result == {
+            "key": record["id"],
+            "backend": "logistic",
+            "backend_version": "1",
+            "output": output,
+        }
+    headers = read_packflow_headers(got[0].headers())
+    assert headers["source.topic"] == pipeline.input
+    assert {e["replica"] for e in run.events("partitions_assigned") if e["partitions"]} == {0, 1, 2}
+
+
+def test_shuffled_duplicated_input_from_three_producers_is_answered_once_per_key(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
+    count = 3000
+    producers = [
+        subprocess.Popen(
+            [
+                PACKFLOW,
+                "produce",
+                "--generate",
+                str(count),
+                "--seed",
+                "11",
+                "--topic",
+                pipeline.input,
+                "--bootstrap-servers",
+                kafka_bootstrap,
+            ],
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(2)
+    ]
+    # The third producer sends the same records shuffled.
+    shuffled = demo_records(count, seed=11)
+    order = list(range(count))
+    __import__("random").Random(5).shuffle(order)
+    produce_records(pipeline, [shuffled[i] for i in order])
+    assert all(p.wait(120) == 0 for p in producers)
+
+    run = Run(pipeline, tmp_path / "run.log", "--backend", LOGISTIC, "--replicas", "2")
+    try:
+        got = collect(kafka_bootstrap, pipeline.results, distinct_keys(count), timeout=120)
+    finally:
+        assert run.terminate() == 0
+    by_key = results_by_key(got)
+    assert sorted(by_key) == sorted(r["id"] for r in shuffled)
+    for key, answers in by_key.items():
+        assert all(a == answers[0] for a in answers), key  # repeats that got through agree
+    stopped = run.events("replica_stopped")
+    repeats = sum(e["repeats"] for e in stopped)
+    results = sum(e["results"] for e in stopped)
+    assert sum(e["records_in"] for e in stopped) == 3 * count
+    assert results == len(got)
+    assert results + repeats == 3 * count
+    print(f"3 x {count} records: {results} results, {repeats} repeats dropped")
+
+
+def test_poison_goes_to_dead_letters_and_every_good_neighbour_is_answered(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=3)
+    encoder = make_encoder("single-object", "demo_input")
+    good = demo_records(1000)
+    raise_ = demo_records(5, start=0, seed=1)
+    numpy_ = demo_records(5, start=0, seed=2)
+    for i, r in enumerate(raise_):
+        r["id"] = f"raise-{i}"
+    for i, r in enumerate(numpy_):
+        r["id"] = f"numpy-{i}"
+    other = make_encoder("single-object", "result")
+    poison = (
+        [(f"corrupt-{i}".encode(), b"\xc3\x01garbage" + bytes([i])) for i in range(5)]
+        + [
+            (
+                f"other-{i}".encode(),
+                other.encode({"key": "k", "backend": "b", "backend_version": "1", "output": "{}"}),
+            )
+            for i in range(5)
+        ]
+        + [(f"null-{i}".encode(), None) for i in range(5)]
+        + [(r["id"].encode(), encoder.encode(r)) for r in raise_ + numpy_]
+    )
+    mixed = [(r["id"].encode(), encoder.encode(r)) for r in good]
+    for i, item in enumerate(poison):  # spread the poison among the good records
+        mixed.insert(37 * i + 5, item)
+    produce(kafka_bootstrap, pipeline.input, mixed)
+
+    run = Run(
+        pipeline,
+        tmp_path / "run.log",
+        "--backend",
+        f"{FAULTY}:Poisoned",
+        "--codec",
+        "single-object",
+        "--max-batch-size",
+        "64",
+    )
+    try:
+        results = collect(kafka_bootstrap, pipeline.results, distinct_keys(1000), timeout=120)
+        dead = collect(kafka_bootstrap, pipeline.dead_letters, distinct_keys(25), timeout=60)
+    finally:
+        assert run.terminate() == 0
+
+    assert sorted(m.key().decode() for m in results) == sorted(r["id"] for r in good)
+    assert len(dead) == 25
+    original = dict(poison)
+    stages = Counter()
+    for message in dead:
+        key = message.key()
+        assert message.value() == original[key]  # the original bytes, untouched
+        h = read_packflow_headers(message.headers())
+        stages[h["stage"]] += 1
+        assert h["source.topic"] == pipeline.input
+        assert h["backend"] == "poisoned" and h["backend.version"] == "7"
+        assert int(h["source.offset"]) >= 0 and h["source.partition"] in {"0", "1", "2"}
+        kind = key.decode().split("-")[0]
+        expected_stage = {
+            "corrupt": "decode",
+            "other": "decode",
+            "null": "decode",
+            "raise": "backend",
+            "numpy": "validate",
+        }[kind]
+        assert h["stage"] == expected_stage, (key, h)
+        if kind == "raise":
+            assert h["error.type"] == "RuntimeError"
+            assert "model blew up" in h["error.message"]
+        if kind == "other":
+            assert "fingerprint" in h["error.message"]
+        if kind == "numpy":
+            assert h["error.type"] == "ValidationError"
+    assert stages == {"decode": 15, "backend": 5, "validate": 5}
+
+
+def test_kill_9_of_one_of_three_replicas_loses_no_result(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
+    records = demo_records(60_000)
+    run = Run(
+        pipeline,
+        tmp_path / "run.log",
+        "--backend",
+        LOGISTIC,
+        "--replicas",
+        "3",
+        "--max-batch-size",
+        "128",
+        # The killed member's partitions move once its session times out: keep that short.
+        "--kafka",
+        "session.timeout.ms=6000",
+        "--kafka",
+        "heartbeat.interval.ms=1000",
+    )
+    try:
+        run.wait_for("partitions_assigned", 3)
+        produce_records(pipeline, records[:30_000])
+        spawned = {e["replica"]: e["pid"] for e in run.wait_for("replica_spawned", 3)}
+        time.sleep(1.0)
+        os.kill(spawned[1], signal.SIGKILL)
+        produce_records(pipeline, records[30_000:])
+        got = collect(kafka_bootstrap, pipeline.results, distinct_keys(60_000), timeout=180)
+        respawned = run.wait_for("replica_spawned", 4)
+    finally:
+        assert run.terminate() == 0
+    assert sorted(results_by_key(got)) == sorted(r["id"] for r in records)  # zero missing
+    assert respawned[-1]["replica"] == 1
+    print(f"kill -9: {len(got) - 60_000} duplicate results")
+
+
+def test_sigterm_exits_0_and_a_restart_resumes_without_gaps_or_repeats(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=4)
+    records = demo_records(40_000)
+    produce_records(pipeline, records)
+    first = Run(
+        pipeline,
+        tmp_path / "first.log",
+        "--backend",
+        LOGISTIC,
+        "--max-batch-size",
+        "64",
+        "--shutdown-timeout",
+        "20",
+    )
+    first.wait_for("partitions_assigned")
+    collect(kafka_bootstrap, pipeline.results, lambda got: len(got) >= 5000, timeout=60, settle=0)
+    began = time.monotonic()
+    assert first.terminate(timeout=30) == 0
+    assert time.monotonic() - began < 20
+    done_first = first.events("replica_stopped")[0]["results"]
+    assert 0 < done_first < 40_000, done_first  # stopped mid-stream
+
+    second = Run(pipeline, tmp_path / "second.log", "--backend", LOGISTIC)
+    try:
+        got = collect(kafka_bootstrap, pipeline.results, distinct_keys(40_000), timeout=120)
+    finally:
+        assert second.terminate() == 0
+    assert sorted(results_by_key(got)) == sorted(r["id"] for r in records)
+    assert len(got) == 40_000  # no result was produced twice
+
+
+def test_a_model_slower_than_max_poll_interval_loses_no_partition(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=2)
+    records = demo_records(500)
+    produce_records(pipeline, records)
+    run = Run(
+        pipeline,
+        tmp_path / "run.log",
+        "--backend",
+        f"{FAULTY}:Slow",
+        "--config",
+        "sleep_s=11",
+        "--kafka",
+        "session.timeout.ms=6000",
+        "--kafka",
+        "max.poll.interval.ms=7000",
+        "--kafka",
+        "heartbeat.interval.ms=1000",
+    )
+    try:
+        got = collect(kafka_bootstrap, pipeline.results, distinct_keys(500), timeout=90)
+    finally:
+        assert run.terminate() == 0
+    assert sorted(results_by_key(got)) == sorted(r["id"] for r in records)
+    assert len(got) == 500
+    # Kicked out of the group, the replica would have lost its partitions or been given them
+    # again after a revoke: it kept them.
+    assert run.events("partitions_lost") == []
+    assert len(run.events("partitions_assigned")) == 1
+
+
+def test_print_settings_shows_flags_over_environment_over_project(tmp_path: Path) -> None:
+    (tmp_path / "packflow.yaml").write_text(
+        "name: p\ninference_backend: backends.echo:Backend\nloader: module\n"
+        "runtime:\n  group_id: from-yaml\n  max_batch_size: 64\n  max_wait_ms: 7\n"
+    )
+    env = dict(os.environ, PACKFLOW_MAX_BATCH_SIZE="99", PACKFLOW_KAFKA__FETCH_MAX_BYTES="1000")
+    shown = subprocess.run(
+        [PACKFLOW, "run", "--print-settings", "--max-wait-ms", "3", "--project", str(tmp_path)],
+        capture_output=True,
+        env=env,
+        check=True,
+        cwd=tmp_path,
+    )
+    settings = json.loads(shown.stdout)
+    assert settings["group_id"] == "from-yaml"  # project
+    assert settings["max_batch_size"] == 99  # environment over project
+    assert settings["max_wait_ms"] == 3  # flag over project
+    assert settings["kafka"] == {"fetch.max.bytes": "1000"}
+    bad = subprocess.run(
+        [PACKFLOW, "run", "--print-settings", "--max-batch-size", "0"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("packflow: error: invalid settings: max_batch_size: ")
