@@ -75,7 +75,7 @@ def demo(
         dead = sum(1 for _ in read_topic(result.bootstrap, names[2], timeout_s=10))
         _summary(console, sent, seen, dead, first, last, _events(log, "replica_stopped"), code)
         for item in sample:
-            console.print(orjson.dumps(item).decode())
+            typer.echo(orjson.dumps(item).decode())
     finally:
         if run is not None:
             _stop(run)

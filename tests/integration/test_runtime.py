@@ -328,3 +328,40 @@ def test_print_settings_shows_flags_over_environment_over_project(tmp_path: Path
     )
     assert bad.returncode == 1
     assert bad.stderr.startswith("packflow: error: invalid settings: max_batch_size: ")
+
+
+def test_produce_and_results_commands_round_trip_a_json_lines_file(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=2)
+    records = demo_records(50, seed=3)
+    sample = tmp_path / "records.jsonl"
+    sample.write_bytes(b"\n".join(orjson.dumps(r) for r in records))
+    flags = ["--bootstrap-servers", kafka_bootstrap]
+    for _ in range(2):  # every record twice
+        produced = subprocess.run(
+            [PACKFLOW, "produce", "--input", str(sample), "--topic", pipeline.input, *flags],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert produced.stderr.strip().endswith(f"produced 50 records to {pipeline.input}")
+    run = Run(pipeline, tmp_path / "run.log", "--backend", "backends.echo:Backend")
+    try:
+        collect(kafka_bootstrap, pipeline.results, distinct_keys(50), timeout=60)
+    finally:
+        assert run.terminate() == 0
+    shown = subprocess.run(
+        [PACKFLOW, "results", "--dedup", "--topic", pipeline.results, *flags],
+        capture_output=True,
+        check=True,
+    )
+    lines = [orjson.loads(line) for line in shown.stdout.splitlines()]
+    assert sorted(line["key"] for line in lines) == sorted(r["id"] for r in records)
+    decoded = make_decoder("schemaless", "demo_input").decode_batch(
+        [make_encoder("schemaless", "demo_input").encode(r) for r in records]
+    )
+    by_key = {line["key"]: line for line in lines}
+    for record in decoded:
+        assert by_key[record["id"]]["output"] == record  # echo answers the decoded record
+        assert by_key[record["id"]]["backend"] == "echo"
