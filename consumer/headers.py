@@ -13,16 +13,28 @@ backend name and version. All values are UTF-8.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 Stage = Literal["decode", "preprocess", "backend", "validate", "encode"]
 Headers = list[tuple[str, bytes]]
-InHeaders = Sequence[tuple[str, bytes | None]] | None
+HeaderValue = str | bytes | None
+# As confluent-kafka hands them over: (name, value) pairs (or a mapping), or None.
+InHeaders = Sequence[tuple[str, HeaderValue]] | Mapping[str, HeaderValue] | None
 
 PREFIX = "packflow."
 TRACE_HEADERS = ("traceparent", "tracestate")
 _MAX_MESSAGE = 2000
+
+
+def _bytes(value: HeaderValue) -> bytes:
+    return value.encode() if isinstance(value, str) else value or b""
+
+
+def _pairs(headers: InHeaders) -> Sequence[tuple[str, HeaderValue]]:
+    if headers is None:
+        return ()
+    return list(headers.items()) if isinstance(headers, Mapping) else headers
 
 
 def _ours(fields: dict[str, str]) -> Headers:
@@ -38,7 +50,7 @@ def result_headers(
     backend: str,
     backend_version: str,
 ) -> Headers:
-    trace: Headers = [(k, v or b"") for k, v in (original or ()) if k in TRACE_HEADERS]
+    trace: Headers = [(k, _bytes(v)) for k, v in _pairs(original) if k in TRACE_HEADERS]
     return trace + _ours(
         {
             "backend": backend,
@@ -62,7 +74,7 @@ def dead_letter_headers(
     backend: str,
     backend_version: str,
 ) -> Headers:
-    kept: Headers = [(k, v or b"") for k, v in (original or ()) if not k.startswith(PREFIX)]
+    kept: Headers = [(k, _bytes(v)) for k, v in _pairs(original) if not k.startswith(PREFIX)]
     return kept + _ours(
         {
             "stage": stage,
@@ -80,5 +92,5 @@ def dead_letter_headers(
 def read_packflow_headers(headers: InHeaders) -> dict[str, str]:
     """The `packflow.*` headers, prefix stripped (for readers and tests)."""
     return {
-        k[len(PREFIX) :]: (v or b"").decode() for k, v in (headers or ()) if k.startswith(PREFIX)
+        k[len(PREFIX) :]: _bytes(v).decode() for k, v in _pairs(headers) if k.startswith(PREFIX)
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from consumer.codecs import Decoder, ResultEncoder
 from consumer.dedup import AnsweredKeys
@@ -31,6 +31,10 @@ class Record(Protocol):
     def topic(self) -> str | None: ...
     def partition(self) -> int | None: ...
     def offset(self) -> int | None: ...
+    def headers(self) -> Any: ...
+
+
+M = TypeVar("M", bound=Record)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,12 +45,12 @@ class Failure:
 
 
 @dataclass
-class Outcome:
+class Outcome(Generic[M]):
     """Where each message of a batch went; each list keeps batch (so offset) order."""
 
-    results: list[tuple[Record, str, bytes]] = field(default_factory=list)
-    dead: list[tuple[Record, Failure]] = field(default_factory=list)
-    repeats: list[Record] = field(default_factory=list)
+    results: list[tuple[M, str, bytes]] = field(default_factory=list)
+    dead: list[tuple[M, Failure]] = field(default_factory=list)
+    repeats: list[M] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -78,8 +82,8 @@ class Pipeline:
         self.answered = answered
         self.id_field = id_field
 
-    def __call__(self, batch: Sequence[Record]) -> Outcome:
-        outcome = Outcome()
+    def __call__(self, batch: Sequence[M]) -> Outcome[M]:
+        outcome: Outcome[M] = Outcome()
         started = time.perf_counter()
         decoded = self.decoder.decode_batch([m.value() for m in batch])
         records = [None if isinstance(d, DecodeError) else d for d in decoded]

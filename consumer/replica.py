@@ -17,7 +17,6 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -50,8 +49,13 @@ def load_backend_for(settings: RuntimeSettings) -> InferenceBackend:
     return InferenceBackendLoader.from_project(project, **settings.backend_config)
 
 
-def _tp(message: Any) -> TP:
-    return (message.topic(), message.partition())
+def _tp(message: Message) -> TP:
+    return (str(message.topic()), int(message.partition() or 0))
+
+
+def _where(message: Message) -> tuple[str, int, int]:
+    """topic, partition, offset of a consumed message (never None for one without error)."""
+    return str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
 
 
 class Replica:
@@ -149,7 +153,7 @@ class Replica:
                 continue
             by_partition.setdefault(_tp(message), []).append(message)
         for tp, batch in by_partition.items():
-            self._tracker.track(tp, [m.offset() for m in batch])
+            self._tracker.track(tp, [_where(m)[2] for m in batch])
             self._queues.put(tp, batch)
             self.counts["records_in"] += len(batch)
 
@@ -206,31 +210,33 @@ class Replica:
                 self._busy = set()
                 self._lock.notify_all()
 
-    def _publish(self, outcome: Outcome) -> None:
+    def _publish(self, outcome: Outcome[Message]) -> None:
         settings, backend = self.settings, self._backend
         assert backend is not None
         name, version = backend.name, str(backend.version)
         for message in outcome.repeats:
-            self._tracker.done(_tp(message), message.offset())
+            self._tracker.done(_tp(message), _where(message)[2])
         for message, key, value in outcome.results:
+            topic, partition, offset = _where(message)
             headers = result_headers(
                 message.headers(),
-                topic=message.topic(),
-                partition=message.partition(),
-                offset=message.offset(),
+                topic=topic,
+                partition=partition,
+                offset=offset,
                 backend=name,
                 backend_version=version,
             )
             self._produce(settings.results_topic, key.encode(), value, headers, message)
         for message, failure in outcome.dead:
+            topic, partition, offset = _where(message)
             headers = dead_letter_headers(
                 message.headers(),
                 stage=failure.stage,
                 error_type=failure.error_type,
                 message=failure.message,
-                topic=message.topic(),
-                partition=message.partition(),
-                offset=message.offset(),
+                topic=topic,
+                partition=partition,
+                offset=offset,
                 backend=name,
                 backend_version=version,
             )
@@ -241,8 +247,8 @@ class Replica:
                 "dead_letter",
                 stage=failure.stage,
                 error_type=failure.error_type,
-                partition=message.partition(),
-                offset=message.offset(),
+                partition=partition,
+                offset=offset,
             )
         self.counts["results"] += len(outcome.results)
         self.counts["dead_letters"] += len(outcome.dead)
@@ -260,10 +266,16 @@ class Replica:
     ) -> None:
         producer = self._producer
         assert producer is not None
-        report = partial(self._delivered, _tp(source), source.offset())
+        report = partial(self._delivered, _tp(source), _where(source)[2])
         while True:
             try:
-                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                producer.produce(
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,  # type: ignore[arg-type]  # list[tuple[str, bytes]] is accepted
+                    on_delivery=report,
+                )
                 return
             except BufferError:
                 producer.poll(0.05)  # the local queue is full: serve delivery reports first

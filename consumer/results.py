@@ -58,7 +58,8 @@ def read_topic(
                 elif error.code() != KafkaError._PARTITION_EOF:
                     raise TopicError(f"reading {topic}: {error.str()}")
                 # The end: past the last message, or at the end (transaction markers included).
-                if partition in ends and message.offset() + (error is None) >= ends[partition]:
+                end = int(message.offset() or 0) + (error is None)
+                if partition in ends and end >= ends[partition]:
                     del ends[partition]
             if messages:
                 deadline = time.monotonic() + timeout_s

@@ -49,7 +49,9 @@ def demo(
     try:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         names = [f"packflow.demo-{stamp}.{kind}" for kind in ("input", "results", "dead-letter")]
-        create_topics(result.bootstrap, pipeline_topics(*names, partitions, 1))
+        create_topics(
+            result.bootstrap, pipeline_topics(names[0], names[1], names[2], partitions, 1)
+        )
         settings = load_settings(
             bootstrap_servers=result.bootstrap,
             input_topic=names[0],
