@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
-import orjson
 import typer
 from confluent_kafka import KafkaError, Message, Producer
 from rich.console import Console
@@ -19,16 +18,7 @@ from consumer.contracts import load_schema
 from consumer.errors import TopicError
 from consumer.generate import synthetic_records
 from consumer.settings import Codec, RuntimeSettings, load_settings
-
-
-def json_lines(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                try:
-                    yield orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    raise TopicError(f"{path}:{number} is not JSON: {exc}") from None
+from packflow.samples import read_records
 
 
 def produce_records(
@@ -94,7 +84,7 @@ def produce_records(
 
 def produce(
     input_file: Annotated[
-        Path | None, typer.Option("--input", "-i", help="JSON lines, one record each")
+        Path | None, typer.Option("--input", "-i", help="JSON lines, or an Avro container file")
     ] = None,
     generate: Annotated[int | None, typer.Option(help="N synthetic records")] = None,
     start: Annotated[int, typer.Option(help="first generated record number")] = 0,
@@ -125,7 +115,7 @@ def produce(
         records = synthetic_records(schema_, generate, seed=seed, start=start)
     else:
         assert input_file is not None
-        records = json_lines(input_file)
+        records = read_records(input_file)
     sent = produce_records(
         settings, records, total=generate, key_field=key_field or None, rate=rate, progress=True
     )
