@@ -26,7 +26,14 @@ from consumer.dedup import AnsweredKeys
 from consumer.headers import dead_letter_headers, result_headers
 from consumer.offsets import OffsetTracker
 from consumer.pipeline import Outcome, Pipeline
-from consumer.settings import RuntimeSettings, SettingsError, consumer_config, producer_config
+from consumer.settings import (
+    RuntimeSettings,
+    SettingsError,
+    consumer_config,
+    producer_config,
+    replica_instance,
+)
+from consumer.transactions import Aborted, FencedError, Transaction
 from packflow import InferenceBackend
 from packflow.loaders import InferenceBackendLoader, load_backend
 from packflow.logging import get_logger
@@ -61,9 +68,12 @@ def _where(message: Message) -> tuple[str, int, int]:
 class Replica:
     """Constructing one touches no network; `run()` does, until `stop()` or a fatal error."""
 
-    def __init__(self, settings: RuntimeSettings, index: int = 0) -> None:
+    def __init__(
+        self, settings: RuntimeSettings, index: int = 0, owner_pid: int | None = None
+    ) -> None:
         self.settings = settings
         self.index = index
+        self.instance = replica_instance(settings, index, owner_pid or os.getpid())
         self.log = get_logger(replica=index, pid=os.getpid())
         self.counts: Counter[str] = Counter()
         self.fatal: str | None = None
@@ -85,6 +95,12 @@ class Replica:
         # decode/backend/encode wall time per batch; the backend profiles its own stages.
         self.profiler = Profiler()
         self._shutdown_by: float | None = None  # set once shutting down: no wait goes past it
+        # Exactly-once: the open transaction (one thread at a time, under `_txn_lock`), and
+        # partitions to re-read after an abort (the fetch side seeks them).
+        self._txn: Transaction | None = None
+        self._txn_lock = threading.Lock()
+        self._rewinding: set[TP] = set()
+        self._seeks: dict[TP, int] = {}
 
     def stop(self) -> None:
         """Ask the replica to shut down gracefully (safe from a signal handler)."""
@@ -95,8 +111,6 @@ class Replica:
     def run(self) -> int:
         """Run until stopped; returns the exit code (0 after a graceful shutdown)."""
         settings = self.settings
-        if settings.guarantee == "exactly-once":
-            raise SettingsError("guarantee exactly-once is not available yet; use at-least-once")
         self._backend = backend = load_backend_for(settings)
         self.log = self.log.bind(backend=backend.name, backend_version=str(backend.version))
         pipeline = Pipeline(
@@ -112,8 +126,14 @@ class Replica:
             self._answered,
             settings.id_field,
         )
-        self._producer = Producer(producer_config(settings))
+        self._producer = Producer(producer_config(settings, self.instance))
         self._consumer = Consumer(consumer_config(settings, self.index))
+        if settings.guarantee == "exactly-once":
+            # Fences an earlier instance with the same id and aborts its open transaction.
+            self._producer.init_transactions(settings.shutdown_timeout_s)
+            self._txn = Transaction(
+                self._producer, self._consumer, settings.commit_interval_ms / 1000
+            )
         self._consumer.subscribe(
             [settings.input_topic],
             on_assign=self._on_assign,
@@ -122,7 +142,12 @@ class Replica:
         )
         worker = threading.Thread(target=self._work, args=(pipeline,), name="inference")
         worker.start()
-        self.log.info("replica_started", group=settings.group_id, topic=settings.input_topic)
+        self.log.info(
+            "replica_started",
+            group=settings.group_id,
+            topic=settings.input_topic,
+            guarantee=settings.guarantee,
+        )
         try:
             self._fetch_loop()
         finally:
@@ -135,12 +160,13 @@ class Replica:
         interval = self.settings.commit_interval_ms / 1000
         next_commit = time.monotonic() + interval
         while not self._stop.is_set() and self.fatal is None:
+            self._seek_rewound()
             messages = consumer.consume(_FETCH_MAX, timeout=0.05)
             if messages:
                 self._accept(messages)
             self._backpressure()
             producer.poll(0)
-            if time.monotonic() >= next_commit:
+            if self._txn is None and time.monotonic() >= next_commit:
                 self._commit()
                 next_commit = time.monotonic() + interval
 
@@ -152,10 +178,15 @@ class Replica:
                 self._consumer_error(error)
                 continue
             by_partition.setdefault(_tp(message), []).append(message)
-        for tp, batch in by_partition.items():
-            self._tracker.track(tp, [_where(m)[2] for m in batch])
-            self._queues.put(tp, batch)
-            self.counts["records_in"] += len(batch)
+        with self._lock:
+            # Fetched before an abort's seek: they will be read again from the rewind point.
+            for tp in self._rewinding & by_partition.keys():
+                del by_partition[tp]
+            for tp, batch in by_partition.items():
+                if self._txn is None:
+                    self._tracker.track(tp, [_where(m)[2] for m in batch])
+                self._queues.put(tp, batch)
+                self.counts["records_in"] += len(batch)
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -187,11 +218,27 @@ class Replica:
         try:
             while not self._worker_stop.is_set():
                 batch = self._queues.take(settings.max_batch_size, wait_s)
-                if not batch:
+                if self._txn is None:
+                    with self._claim(batch) as owned:
+                        if owned:
+                            self._publish(pipeline(owned))
                     continue
-                with self._claim(batch) as owned:
-                    if owned:
-                        self._publish(pipeline(owned))
+                with self._txn_lock:
+                    with self._claim(batch) as owned:
+                        if owned:
+                            self._txn.begin()
+                            outcome = pipeline(owned)
+                            self._publish(outcome)
+                            self._txn.read(
+                                [(_tp(m), _where(m)[2]) for m in owned],
+                                [key for _, key, _ in outcome.results],
+                            )
+                    # Commit when the interval is up, or at once when the input is idle.
+                    if self._txn.due() or (not batch and self._txn.open):
+                        self._end_transaction()
+        except FencedError as exc:
+            self.fatal = str(exc)
+            self.log.error("transaction_fenced", error=str(exc))
         except Exception as exc:  # a bug, not bad data: stop the replica without committing it
             self.fatal = f"inference worker: {type(exc).__name__}: {exc}"
             self.log.exception("worker_failed")
@@ -209,6 +256,39 @@ class Replica:
             with self._lock:
                 self._busy = set()
                 self._lock.notify_all()
+
+    def _end_transaction(self) -> None:
+        """Commit the open transaction (caller holds `_txn_lock`); after an abort, forget its
+        answers and have its partitions re-read from where it began."""
+        assert self._txn is not None
+        aborted = self._txn.commit(self.settings.shutdown_timeout_s)
+        if aborted is not None:
+            self._rewind(aborted)
+
+    def _rewind(self, aborted: Aborted) -> None:
+        self._answered.release(aborted.keys)
+        with self._lock:
+            self._rewinding |= aborted.rewind.keys()
+            self._queues.drop(aborted.rewind.keys())
+            self._seeks.update(aborted.rewind)
+        self.counts["aborts"] += 1
+        self.log.warning("transaction_aborted", partitions=sorted(p for _, p in aborted.rewind))
+
+    def _seek_rewound(self) -> None:
+        """(fetch side) Move rewound partitions back to where their aborted work began."""
+        if not self._seeks:
+            return
+        consumer = self._consumer
+        assert consumer is not None
+        with self._lock:
+            seeks, self._seeks = self._seeks, {}
+        for (topic, partition), offset in seeks.items():
+            try:
+                consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as exc:  # no longer ours: its next owner reads it
+                self.log.info("seek_skipped", partition=partition, error=str(exc.args[0]))
+        with self._lock:
+            self._rewinding -= seeks.keys()
 
     def _publish(self, outcome: Outcome[Message]) -> None:
         settings, backend = self.settings, self._backend
@@ -284,6 +364,10 @@ class Replica:
         if error is None:
             self._tracker.done(tp, offset)
             return
+        if self._txn is not None:
+            # The transaction's commit fails on it and is aborted: nothing to do here.
+            self.log.warning("delivery_failed", error=error.str(), partition=tp[1], offset=offset)
+            return
         # librdkafka already retried; skipping the record would lose it, so stop instead.
         self.fatal = f"producer: {error.str()}"
         self.log.error("delivery_failed", error=error.str(), partition=tp[1], offset=offset)
@@ -336,12 +420,28 @@ class Replica:
             self._queues.drop(tps)
             while self._busy & tps and time.monotonic() < deadline:
                 self._lock.wait(deadline - time.monotonic())
-        if commit:
+        if self._txn is not None:
+            self._settle_transaction(commit)
+        elif commit:
             assert self._producer is not None
             self._producer.flush(max(0.0, deadline - time.monotonic()))
             self._commit(only=tps)
         self._tracker.forget(list(tps))
         self._paused -= tps
+
+    def _settle_transaction(self, commit: bool) -> None:
+        """Before partitions go: commit the open transaction (it holds their offsets), or,
+        when they were lost to another member, abort it (its commit would be fenced)."""
+        assert self._txn is not None
+        with self._txn_lock:
+            try:
+                if commit:
+                    self._end_transaction()
+                elif self._txn.open:
+                    self._rewind(self._txn.abort(self.settings.shutdown_timeout_s))
+            except FencedError as exc:  # no raising inside a rebalance callback
+                self.fatal = str(exc)
+                self.log.error("transaction_fenced", error=str(exc))
 
     def _shutdown(self, worker: threading.Thread) -> None:
         consumer, producer = self._consumer, self._producer
@@ -353,8 +453,12 @@ class Replica:
         self._worker_stop.set()
         self._queues.close()
         worker.join(max(0.0, deadline - time.monotonic()))
-        producer.flush(max(0.0, deadline - time.monotonic()))
-        self._commit()
+        if self._txn is not None:
+            if self.fatal is None and not worker.is_alive():
+                self._settle_transaction(commit=True)
+        else:
+            producer.flush(max(0.0, deadline - time.monotonic()))
+            self._commit()
         consumer.close()  # leaves the group (its revoke callback finds nothing left to do)
         self.log.info(
             "replica_stopped",
@@ -363,6 +467,7 @@ class Replica:
             dead_letters=self.counts["dead_letters"],
             repeats=self.counts["repeats"],
             batches=self.counts["batches"],
+            aborts=self.counts["aborts"],
             fatal=self.fatal,
             stages_ms=self.stage_summary(),
         )

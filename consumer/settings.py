@@ -8,6 +8,7 @@ variables (and the `kafka:` mapping) pass straight to librdkafka, `_` becoming `
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -170,7 +171,19 @@ def consumer_config(settings: RuntimeSettings, replica: int = 0) -> dict[str, An
     return config | _passthrough(settings, _PRODUCER_ONLY)
 
 
-def producer_config(settings: RuntimeSettings) -> dict[str, Any]:
+def replica_instance(settings: RuntimeSettings, index: int, owner_pid: int) -> str:
+    """A replica's identity: its static membership id if configured, else host, the pid of
+    the process that owns it (the supervisor, which outlives its restarts) and its index."""
+    if settings.group_instance_id:
+        return f"{settings.group_instance_id}-{index}"
+    return f"{socket.gethostname()}-{owner_pid}-{index}"
+
+
+def producer_config(settings: RuntimeSettings, instance: str = "0") -> dict[str, Any]:
+    """librdkafka producer settings of one replica. Exactly-once gives the replica the
+    transactional id `packflow-<group>-<instance>`: unique among live replicas, and the same
+    for a restarted replica (see `replica_instance`), so that it fences the one it replaces
+    and aborts its open transaction at once."""
     config: dict[str, Any] = {
         "bootstrap.servers": settings.bootstrap_servers,
         "acks": "all",
@@ -178,6 +191,8 @@ def producer_config(settings: RuntimeSettings) -> dict[str, Any]:
         "linger.ms": 5,
         "compression.type": "lz4",
     }
+    if settings.guarantee == "exactly-once":
+        config["transactional.id"] = f"packflow-{settings.group_id}-{instance}"
     return config | _passthrough(settings, _CONSUMER_ONLY)
 
 

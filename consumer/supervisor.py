@@ -24,16 +24,16 @@ _BACKOFF_MAX_S = 30.0
 _HEALTHY_AFTER_S = 60.0
 
 
-def run_replica(settings: RuntimeSettings, index: int = 0) -> int:
+def run_replica(settings: RuntimeSettings, index: int = 0, owner_pid: int | None = None) -> int:
     """Run one replica in this process until SIGTERM/SIGINT; returns its exit code."""
-    replica = Replica(settings, index)
+    replica = Replica(settings, index, owner_pid)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: replica.stop())
     return replica.run()
 
 
-def _replica_main(dumped: dict[str, Any], index: int) -> None:
-    sys.exit(run_replica(RuntimeSettings(**dumped), index))
+def _replica_main(dumped: dict[str, Any], index: int, owner_pid: int) -> None:
+    sys.exit(run_replica(RuntimeSettings(**dumped), index, owner_pid))
 
 
 class Supervisor:
@@ -50,7 +50,9 @@ class Supervisor:
     def _start(self, index: int) -> None:
         dumped = self.settings.model_dump(mode="json")
         proc = self._context.Process(
-            target=_replica_main, args=(dumped, index), name=f"packflow-replica-{index}"
+            target=_replica_main,
+            args=(dumped, index, os.getpid()),
+            name=f"packflow-replica-{index}",
         )
         proc.start()
         self._procs[index] = proc

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 
 from consumer.codecs import make_decoder, make_encoder
 from consumer.headers import read_packflow_headers
@@ -124,8 +125,9 @@ def test_shuffled_duplicated_input_from_three_producers_is_answered_once_per_key
     print(f"3 x {count} records: {results} results, {repeats} repeats dropped")
 
 
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
 def test_poison_goes_to_dead_letters_and_every_good_neighbour_is_answered(
-    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path, guarantee: str
 ) -> None:
     pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=3)
     encoder = make_encoder("single-object", "demo_input")
@@ -159,6 +161,8 @@ def test_poison_goes_to_dead_letters_and_every_good_neighbour_is_answered(
         tmp_path / "run.log",
         "--backend",
         f"{FAULTY}:Poisoned",
+        "--guarantee",
+        guarantee,
         "--codec",
         "single-object",
         "--max-batch-size",
@@ -171,6 +175,7 @@ def test_poison_goes_to_dead_letters_and_every_good_neighbour_is_answered(
         assert run.terminate() == 0
 
     assert sorted(m.key().decode() for m in results) == sorted(r["id"] for r in good)
+    assert len(results) == 1000
     assert len(dead) == 25
     original = dict(poison)
     stages = Counter()
@@ -201,8 +206,9 @@ def test_poison_goes_to_dead_letters_and_every_good_neighbour_is_answered(
     assert stages == {"decode": 15, "backend": 5, "validate": 5}
 
 
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
 def test_kill_9_of_one_of_three_replicas_loses_no_result(
-    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path, guarantee: str
 ) -> None:
     pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
     records = demo_records(60_000)
@@ -213,6 +219,8 @@ def test_kill_9_of_one_of_three_replicas_loses_no_result(
         LOGISTIC,
         "--replicas",
         "3",
+        "--guarantee",
+        guarantee,
         "--max-batch-size",
         "128",
         # The killed member's partitions move once its session times out: keep that short.
@@ -234,7 +242,9 @@ def test_kill_9_of_one_of_three_replicas_loses_no_result(
         assert run.terminate() == 0
     assert sorted(results_by_key(got)) == sorted(r["id"] for r in records)  # zero missing
     assert respawned[-1]["replica"] == 1
-    print(f"kill -9: {len(got) - 60_000} duplicate results")
+    if guarantee == "exactly-once":
+        assert len(got) == 60_000  # read_committed: each result exactly once
+    print(f"kill -9, {guarantee}: {len(got) - 60_000} duplicate results")
 
 
 def test_sigterm_exits_0_and_a_restart_resumes_without_gaps_or_repeats(
