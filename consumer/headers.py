@@ -25,6 +25,8 @@ InHeaders = Sequence[tuple[str, HeaderValue]] | Mapping[str, HeaderValue] | None
 PREFIX = "packflow."
 TRACE_HEADERS = ("traceparent", "tracestate")
 _MAX_MESSAGE = 2000
+_PARTITION = PREFIX + "source.partition"
+_OFFSET = PREFIX + "source.offset"
 
 
 def _bytes(value: HeaderValue) -> bytes:
@@ -41,25 +43,25 @@ def _ours(fields: dict[str, str]) -> Headers:
     return [(PREFIX + k, v.encode()) for k, v in fields.items()]
 
 
-def result_headers(
-    original: InHeaders,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    backend: str,
-    backend_version: str,
-) -> Headers:
-    trace: Headers = [(k, _bytes(v)) for k, v in _pairs(original) if k in TRACE_HEADERS]
-    return trace + _ours(
-        {
-            "backend": backend,
-            "backend.version": backend_version,
-            "source.topic": topic,
-            "source.partition": str(partition),
-            "source.offset": str(offset),
-        }
-    )
+class ResultHeaders:
+    """Builds the headers of results; what is the same for every result of a backend or of a
+    source topic is encoded once (this runs for every record)."""
+
+    def __init__(self, backend: str, backend_version: str) -> None:
+        self._fixed = _ours({"backend": backend, "backend.version": backend_version})
+        self._topics: dict[str, tuple[str, bytes]] = {}
+
+    def __call__(self, original: InHeaders, topic: str, partition: int, offset: int) -> Headers:
+        source = self._topics.get(topic)
+        if source is None:
+            source = self._topics[topic] = (PREFIX + "source.topic", topic.encode())
+        headers = self._fixed.copy()
+        if original:
+            headers[:0] = [(k, _bytes(v)) for k, v in _pairs(original) if k in TRACE_HEADERS]
+        headers.append(source)
+        headers.append((_PARTITION, str(partition).encode()))
+        headers.append((_OFFSET, str(offset).encode()))
+        return headers
 
 
 def dead_letter_headers(

@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from consumer.batcher import PartitionQueues
 from consumer.codecs import make_decoder, make_result_encoder
 from consumer.dedup import AnsweredKeys
-from consumer.headers import dead_letter_headers, result_headers
+from consumer.headers import ResultHeaders, dead_letter_headers
 from consumer.offsets import OffsetTracker
 from consumer.pipeline import Outcome, Pipeline
 from consumer.settings import (
@@ -92,6 +92,7 @@ class Replica:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._backend: InferenceBackend | None = None
+        self._result_headers = ResultHeaders("", "")
         # decode/backend/encode wall time per batch; the backend profiles its own stages.
         self.profiler = Profiler()
         self._shutdown_by: float | None = None  # set once shutting down: no wait goes past it
@@ -112,6 +113,7 @@ class Replica:
         """Run until stopped; returns the exit code (0 after a graceful shutdown)."""
         settings = self.settings
         self._backend = backend = load_backend_for(settings)
+        self._result_headers = ResultHeaders(backend.name, str(backend.version))
         self.log = self.log.bind(backend=backend.name, backend_version=str(backend.version))
         pipeline = Pipeline(
             backend,
@@ -184,7 +186,7 @@ class Replica:
                 del by_partition[tp]
             for tp, batch in by_partition.items():
                 if self._txn is None:
-                    self._tracker.track(tp, [_where(m)[2] for m in batch])
+                    self._tracker.track(tp, [m.offset() for m in batch])  # type: ignore[misc]
                 self._queues.put(tp, batch)
                 self.counts["records_in"] += len(batch)
 
@@ -296,17 +298,11 @@ class Replica:
         name, version = backend.name, str(backend.version)
         for message in outcome.repeats:
             self._tracker.done(_tp(message), _where(message)[2])
+        produce, headers_of, results = self._produce, self._result_headers, settings.results_topic
         for message, key, value in outcome.results:
             topic, partition, offset = _where(message)
-            headers = result_headers(
-                message.headers(),
-                topic=topic,
-                partition=partition,
-                offset=offset,
-                backend=name,
-                backend_version=version,
-            )
-            self._produce(settings.results_topic, key.encode(), value, headers, message)
+            headers = headers_of(message.headers(), topic, partition, offset)
+            produce(results, key.encode(), value, headers, (topic, partition), offset)
         for message, failure in outcome.dead:
             topic, partition, offset = _where(message)
             headers = dead_letter_headers(
@@ -321,7 +317,12 @@ class Replica:
                 backend_version=version,
             )
             self._produce(
-                settings.dead_letter_topic, message.key(), message.value(), headers, message
+                settings.dead_letter_topic,
+                message.key(),
+                message.value(),
+                headers,
+                (topic, partition),
+                offset,
             )
             self.log.warning(
                 "dead_letter",
@@ -342,11 +343,13 @@ class Replica:
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]],
-        source: Message,
+        tp: TP,
+        offset: int,
     ) -> None:
+        """Produce one output of the input record at `tp`/`offset`."""
         producer = self._producer
         assert producer is not None
-        report = partial(self._delivered, _tp(source), _where(source)[2])
+        report = partial(self._delivered, tp, offset)
         while True:
             try:
                 producer.produce(

@@ -3,7 +3,7 @@ from __future__ import annotations
 import time
 
 from consumer.dedup import AnsweredKeys
-from consumer.headers import dead_letter_headers, read_packflow_headers, result_headers
+from consumer.headers import ResultHeaders, dead_letter_headers, read_packflow_headers
 from consumer.keys import record_keys
 
 
@@ -59,9 +59,7 @@ def test_dead_letter_headers_keep_the_original_ones_and_say_what_failed() -> Non
 
 def test_result_headers_pass_the_trace_context_and_name_the_source() -> None:
     original = [("traceparent", b"00-abc-def-01"), ("other", b"x")]
-    headers = result_headers(
-        original, topic="in", partition=1, offset=9, backend="echo", backend_version="2"
-    )
+    headers = ResultHeaders("echo", "2")(original, "in", 1, 9)
     assert headers[0] == ("traceparent", b"00-abc-def-01")
     assert ("other", b"x") not in headers
     assert read_packflow_headers(headers) == {
