@@ -98,6 +98,23 @@ class Run:
             f"no {count} {name!r} events in {timeout}s:\n{self.log.read_text()[-3000:]}"
         )
 
+    def wait_for_replicas(self, replicas: int, timeout: float = 90) -> None:
+        """Until each of `replicas` replicas has been given partitions at least once."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assigned = {e["replica"] for e in self.events("partitions_assigned") if e["partitions"]}
+            if len(assigned) >= replicas:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"only replicas {sorted(assigned)} got partitions in {timeout}s:\n"
+                    f"{self.log.read_text()[-3000:]}"
+                )
+            assert self.proc.poll() is None, (
+                f"packflow run exited early:\n{self.log.read_text()[-3000:]}"
+            )
+            time.sleep(0.2)
+
     def terminate(self, timeout: float = 60) -> int:
         """SIGTERM, then the exit code (the test fails if it does not exit in time)."""
         if self.proc.poll() is None:

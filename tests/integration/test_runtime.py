@@ -51,9 +51,11 @@ def test_three_replicas_answer_each_of_100k_records_once_as_check_does(
 ) -> None:
     pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
     records = demo_records(100_000)
-    produce_records(pipeline, records)
     run = Run(pipeline, tmp_path / "run.log", "--backend", LOGISTIC, "--replicas", "3")
     try:
+        # All three in the group before any input, so the work is really shared.
+        run.wait_for_replicas(3)
+        produce_records(pipeline, records)
         got = collect(kafka_bootstrap, pipeline.results, distinct_keys(100_000), timeout=240)
     finally:
         code = run.terminate()
@@ -74,7 +76,10 @@ def test_three_replicas_answer_each_of_100k_records_once_as_check_does(
         }
     headers = read_packflow_headers(got[0].headers())
     assert headers["source.topic"] == pipeline.input
-    assert {e["replica"] for e in run.events("partitions_assigned") if e["partitions"]} == {0, 1, 2}
+    stopped = run.events("replica_stopped")
+    assert sorted(e["replica"] for e in stopped) == [0, 1, 2]
+    assert all(e["records_in"] > 0 for e in stopped)  # the work was shared
+    assert sum(e["results"] for e in stopped) == 100_000
 
 
 def test_shuffled_duplicated_input_from_three_producers_is_answered_once_per_key(
