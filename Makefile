@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 demo: install kafka-fetch
 	$(BIN)/packflow demo
 
-.PHONY: demo test install kafka-fetch kafka-start kafka-stop topics lint typecheck compose-check clean
+.PHONY: demo test install kafka-fetch kafka-start kafka-stop topics lint typecheck compose-check clean bench soak faults
 
 test: install kafka-fetch
 	$(BIN)/pytest
@@ -20,6 +20,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --upgrade --quiet pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The fault suite in full (10 kills, 100k records per scenario; docs/RELIABILITY.md), with
+# its table in faults-report.md. `make test` runs the same scenarios in a short form.
+faults: install kafka-fetch
+	rm -f faults-report.jsonl
+	PACKFLOW_FAULTS=full PACKFLOW_FAULTS_REPORT=faults-report.jsonl $(BIN)/pytest tests/faults -s
+	$(BIN)/python -m tests.faults.report faults-report.jsonl | tee faults-report.md
+
+# Benchmarks (docs/PERFORMANCE.md): reports only, nothing asserted. A quick run:
+#   make bench BENCH_ARGS="--records 50000 --rounds 1 --latency-seconds 5"
+bench: install kafka-fetch
+	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+#   make soak SOAK_ARGS="--records 1000000"
+soak: install kafka-fetch
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 kafka-fetch: install
 	$(BIN)/packflow kafka fetch

@@ -100,6 +100,7 @@ class Replica:
         # partitions to re-read after an abort (the fetch side seeks them).
         self._txn: Transaction | None = None
         self._txn_lock = threading.Lock()
+        self._commit_due = threading.Event()
         self._rewinding: set[TP] = set()
         self._seeks: dict[TP, int] = {}
 
@@ -168,6 +169,12 @@ class Replica:
                 self._accept(messages)
             self._backpressure()
             producer.poll(0)
+            if self._commit_due.is_set() and self._txn_lock.acquire(timeout=0.05):
+                try:
+                    self._end_transaction()
+                finally:
+                    self._commit_due.clear()
+                    self._txn_lock.release()
             if self._txn is None and time.monotonic() >= next_commit:
                 self._commit()
                 next_commit = time.monotonic() + interval
@@ -219,6 +226,9 @@ class Replica:
         wait_s = settings.max_wait_ms / 1000
         try:
             while not self._worker_stop.is_set():
+                if self._commit_due.is_set():
+                    time.sleep(0.002)  # the fetch side is committing: keep out of its way
+                    continue
                 batch = self._queues.take(settings.max_batch_size, wait_s)
                 if self._txn is None:
                     with self._claim(batch) as owned:
@@ -235,12 +245,11 @@ class Replica:
                                 [(_tp(m), _where(m)[2]) for m in owned],
                                 [key for _, key, _ in outcome.results],
                             )
-                    # Commit when the interval is up, or at once when the input is idle.
+                    # Commit when the interval is up, or at once when the input is idle. The
+                    # fetch side commits: librdkafka's send_offsets_to_transaction waits for a
+                    # rebalance in progress, which only the polling thread can finish.
                     if self._txn.due() or (not batch and self._txn.open):
-                        self._end_transaction()
-        except FencedError as exc:
-            self.fatal = str(exc)
-            self.log.error("transaction_fenced", error=str(exc))
+                        self._commit_due.set()
         except Exception as exc:  # a bug, not bad data: stop the replica without committing it
             self.fatal = f"inference worker: {type(exc).__name__}: {exc}"
             self.log.exception("worker_failed")
@@ -260,10 +269,15 @@ class Replica:
                 self._lock.notify_all()
 
     def _end_transaction(self) -> None:
-        """Commit the open transaction (caller holds `_txn_lock`); after an abort, forget its
-        answers and have its partitions re-read from where it began."""
+        """(fetch side, holding `_txn_lock`) Commit the open transaction; after an abort,
+        forget its answers and have its partitions re-read from where it began. A fenced
+        producer makes the replica stop."""
         assert self._txn is not None
-        aborted = self._txn.commit(self.settings.shutdown_timeout_s)
+        try:
+            aborted = self._txn.commit(self.settings.shutdown_timeout_s)
+        except FencedError as exc:  # never raised out of a rebalance callback
+            self._transaction_failed(exc)
+            return
         if aborted is not None:
             self._rewind(aborted)
 
@@ -437,14 +451,19 @@ class Replica:
         when they were lost to another member, abort it (its commit would be fenced)."""
         assert self._txn is not None
         with self._txn_lock:
-            try:
-                if commit:
-                    self._end_transaction()
-                elif self._txn.open:
+            if self.fatal is not None:
+                return  # the producer is unusable; the successor aborts what is left open
+            if commit:
+                self._end_transaction()
+            elif self._txn.open:
+                try:
                     self._rewind(self._txn.abort(self.settings.shutdown_timeout_s))
-            except FencedError as exc:  # no raising inside a rebalance callback
-                self.fatal = str(exc)
-                self.log.error("transaction_fenced", error=str(exc))
+                except FencedError as exc:
+                    self._transaction_failed(exc)
+
+    def _transaction_failed(self, exc: FencedError) -> None:
+        self.fatal = str(exc)
+        self.log.error("transaction_failed", error=str(exc), kind=type(exc).__name__)
 
     def _shutdown(self, worker: threading.Thread) -> None:
         consumer, producer = self._consumer, self._producer

@@ -13,7 +13,7 @@ import signal
 import sys
 import time
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, NoReturn
 
 from consumer.replica import Replica
 from consumer.settings import RuntimeSettings
@@ -32,8 +32,18 @@ def run_replica(settings: RuntimeSettings, index: int = 0, owner_pid: int | None
     return replica.run()
 
 
+def exit_replica(code: int) -> NoReturn:
+    """End a replica's process. After a failure, skip interpreter teardown: a librdkafka handle
+    left stuck in a call (see consumer/transactions.py) can block its destructor forever."""
+    if code == 0:
+        sys.exit(0)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _replica_main(dumped: dict[str, Any], index: int, owner_pid: int) -> None:
-    sys.exit(run_replica(RuntimeSettings(**dumped), index, owner_pid))
+    exit_replica(run_replica(RuntimeSettings(**dumped), index, owner_pid))
 
 
 class Supervisor:

@@ -8,26 +8,59 @@ read, and commits once the commit interval has passed. Readers with
 
 A commit that fails with an abortable error is aborted: the caller must rewind the consumer to
 where the transaction began and forget the keys it answered. A fatal error (the producer was
-fenced by a newer instance) raises `FencedError`: the replica must stop.
+fenced by a newer instance) raises `FencedError`: the replica must stop. So does a call that
+hangs well past its own timeout (`StuckError`): librdkafka's send_offsets_to_transaction can
+wait forever once the group coordinator went away (confluentinc/librdkafka#5456, #5511). The
+replica's successor (same transactional.id) aborts whatever the stuck one left open.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from packflow.errors import PackflowError
 
 TP = tuple[str, int]
-_COMMIT_ATTEMPTS = 5
+
+_STUCK_GRACE_S = 10.0  # beyond a call's own timeout, before it counts as stuck
 
 
 class FencedError(PackflowError):
     """The transactional producer can no longer commit: a newer instance owns its id, or the
     group moved on. Its open transaction is lost (never visible to read_committed readers)."""
+
+
+class StuckError(FencedError):
+    """A transactional call did not return long after its timeout: this producer is unusable.
+    The process must exit without touching it again (its destructor could block too)."""
+
+
+def _bounded(call: Callable[..., Any], *args: Any, timeout_s: float) -> None:
+    """`call(*args, timeout_s)` in a daemon thread; raises what it raised, or StuckError when
+    it has not returned `_STUCK_GRACE_S` after its own timeout."""
+    raised: list[Exception] = []
+    done = threading.Event()
+
+    def target() -> None:
+        try:
+            call(*args, timeout_s)
+        except Exception as exc:  # noqa: BLE001  # re-raised in the caller's thread
+            raised.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name="transaction-call", daemon=True).start()
+    if not done.wait(timeout_s + _STUCK_GRACE_S):
+        name = getattr(call, "__name__", "transactional call")
+        raise StuckError(f"{name} did not return within {timeout_s + _STUCK_GRACE_S:.0f}s")
+    if raised:
+        raise raised[0]
 
 
 @dataclass(frozen=True)
@@ -79,7 +112,12 @@ class Transaction:
             if self.next:
                 offsets = [TopicPartition(t, p, o) for (t, p), o in self.next.items()]
                 metadata = self.consumer.consumer_group_metadata()
-                self.producer.send_offsets_to_transaction(offsets, metadata, timeout_s)
+                _bounded(
+                    self.producer.send_offsets_to_transaction,
+                    offsets,
+                    metadata,
+                    timeout_s=timeout_s,
+                )
             self._commit(timeout_s)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
@@ -93,22 +131,30 @@ class Transaction:
         """Abort the open transaction; says where each partition must be re-read from."""
         aborted = Aborted(dict(self.start), list(self.keys))
         try:
-            self.producer.abort_transaction(timeout_s)
+            _bounded(self.producer.abort_transaction, timeout_s=timeout_s)
         except KafkaException as exc:
             raise FencedError(f"transaction cannot abort: {exc.args[0].str()}") from exc
         self._reset()
         return aborted
 
     def _commit(self, timeout_s: float) -> None:
-        for attempt in range(_COMMIT_ATTEMPTS):
+        # Retriable errors (a coordinator moving, a broker restarting) are retried until the
+        # timeout; the transaction stays open meanwhile, so nothing is lost or doubled.
+        deadline = time.monotonic() + timeout_s
+        pause = 0.1
+        while True:
             try:
-                self.producer.commit_transaction(timeout_s)
+                _bounded(
+                    self.producer.commit_transaction,
+                    timeout_s=max(1.0, deadline - time.monotonic()),
+                )
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                if not error.retriable() or attempt == _COMMIT_ATTEMPTS - 1:
+                if not error.retriable() or time.monotonic() + pause > deadline:
                     raise
-                time.sleep(0.1 * 2**attempt)
+                time.sleep(pause)
+                pause = min(2.0, pause * 2)
 
     def _reset(self) -> None:
         self.began = None

@@ -11,7 +11,7 @@ import yaml
 
 from consumer.cli.options import parse_pairs
 from consumer.settings import Codec, Guarantee, ResultFormat, load_settings
-from consumer.supervisor import Supervisor, run_replica
+from consumer.supervisor import Supervisor, exit_replica, run_replica
 from packflow.logging import configure_logging
 
 Pairs = Annotated[list[str] | None, typer.Option()]
@@ -82,5 +82,6 @@ def run(
         typer.echo(orjson.dumps(settings.model_dump(mode="json"), option=orjson.OPT_INDENT_2))
         return
     configure_logging()
-    code = Supervisor(settings).run() if settings.replicas > 1 else run_replica(settings)
-    raise typer.Exit(code)
+    if settings.replicas > 1:
+        raise typer.Exit(Supervisor(settings).run())
+    exit_replica(run_replica(settings))
