@@ -2,10 +2,11 @@
 
 The main thread owns the Kafka consumer: it polls (so a slow model never trips
 `max.poll.interval.ms`), queues records per partition, pauses partitions whose queue is full,
-serves delivery reports, commits, and handles rebalances. A worker thread takes micro-batches
-from the queues, runs the pipeline and produces results and dead letters. An offset is
-committed only once it and every earlier offset of its partition are done: their results or
-dead letters acknowledged by the broker, or dropped as repeats.
+commits between batches, and handles rebalances. A worker thread takes micro-batches from the
+queues, runs the pipeline and produces results and dead letters. At-least-once commits a
+partition's offsets only after a producer flush has seen every output of the records before
+them acknowledged (consumer/offsets.py); exactly-once commits them inside the transaction
+that holds those outputs (consumer/transactions.py).
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import partial
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.batcher import PartitionQueues
 from consumer.codecs import make_decoder, make_result_encoder
 from consumer.dedup import AnsweredKeys
-from consumer.headers import ResultHeaders, dead_letter_headers
+from consumer.headers import ResultHeaders, dead_letter_headers, read_packflow_headers
 from consumer.offsets import OffsetTracker
 from consumer.pipeline import Outcome, Pipeline
 from consumer.settings import (
@@ -41,6 +41,7 @@ from packflow.profiling import Profiler
 
 TP = tuple[str, int]
 _FETCH_MAX = 1000
+_FLUSH_WAIT_S = 5.0  # for acknowledgements before a periodic commit; later ones retry
 
 
 def load_backend_for(settings: RuntimeSettings) -> InferenceBackend:
@@ -84,10 +85,9 @@ class Replica:
             settings.max_queued_per_partition
         )
         self._answered = AnsweredKeys(settings.dedup_max_keys, settings.dedup_ttl_s)
-        # Guards `_assigned` and `_busy` between the fetch side and the worker.
-        self._lock = threading.Condition()
+        # Guards `_assigned`, `_rewinding` and `_seeks` between the fetch side and the worker.
+        self._lock = threading.Lock()
         self._assigned: set[TP] = set()
-        self._busy: set[TP] = set()
         self._paused: set[TP] = set()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -96,11 +96,14 @@ class Replica:
         # decode/backend/encode wall time per batch; the backend profiles its own stages.
         self.profiler = Profiler()
         self._shutdown_by: float | None = None  # set once shutting down: no wait goes past it
-        # Exactly-once: the open transaction (one thread at a time, under `_txn_lock`), and
-        # partitions to re-read after an abort (the fetch side seeks them).
-        self._txn: Transaction | None = None
-        self._txn_lock = threading.Lock()
+        # The worker holds `_batch_lock` while it runs and publishes a batch; the fetch side
+        # commits (offsets, or the transaction) holding it, between batches. `_commit_due`
+        # asks the worker to stop taking batches until that commit is done.
+        self._batch_lock = threading.Lock()
         self._commit_due = threading.Event()
+        # Exactly-once: the open transaction, and partitions to re-read after an abort (the
+        # fetch side seeks them).
+        self._txn: Transaction | None = None
         self._rewinding: set[TP] = set()
         self._seeks: dict[TP, int] = {}
 
@@ -129,7 +132,11 @@ class Replica:
             self._answered,
             settings.id_field,
         )
-        self._producer = Producer(producer_config(settings, self.instance))
+        # Delivery reports only for failures: success is learnt from a flush before each
+        # commit (at-least-once) or from the transaction's commit (exactly-once).
+        self._producer = Producer(
+            producer_config(settings, self.instance) | {"on_delivery": self._delivery_failed}
+        )
         self._consumer = Consumer(consumer_config(settings, self.index))
         if settings.guarantee == "exactly-once":
             # Fences an earlier instance with the same id and aborts its open transaction.
@@ -169,14 +176,18 @@ class Replica:
                 self._accept(messages)
             self._backpressure()
             producer.poll(0)
-            if self._commit_due.is_set() and self._txn_lock.acquire(timeout=0.05):
+            if self._txn is None and time.monotonic() >= next_commit:
+                self._commit_due.set()  # exactly-once: the worker sets it
+            # Without blocking: the loop keeps polling while a long batch runs.
+            if self._commit_due.is_set() and self._batch_lock.acquire(timeout=0.05):
                 try:
-                    self._end_transaction()
+                    if self._txn is None:
+                        self._commit()
+                    else:
+                        self._end_transaction()
                 finally:
                     self._commit_due.clear()
-                    self._txn_lock.release()
-            if self._txn is None and time.monotonic() >= next_commit:
-                self._commit()
+                    self._batch_lock.release()
                 next_commit = time.monotonic() + interval
 
     def _accept(self, messages: list[Message]) -> None:
@@ -192,8 +203,6 @@ class Replica:
             for tp in self._rewinding & by_partition.keys():
                 del by_partition[tp]
             for tp, batch in by_partition.items():
-                if self._txn is None:
-                    self._tracker.track(tp, [m.offset() for m in batch])  # type: ignore[misc]
                 self._queues.put(tp, batch)
                 self.counts["records_in"] += len(batch)
 
@@ -230,46 +239,41 @@ class Replica:
                     time.sleep(0.002)  # the fetch side is committing: keep out of its way
                     continue
                 batch = self._queues.take(settings.max_batch_size, wait_s)
-                if self._txn is None:
-                    with self._claim(batch) as owned:
-                        if owned:
-                            self._publish(pipeline(owned))
-                    continue
-                with self._txn_lock:
-                    with self._claim(batch) as owned:
-                        if owned:
-                            self._txn.begin()
-                            outcome = pipeline(owned)
-                            self._publish(outcome)
-                            self._txn.read(
-                                [(_tp(m), _where(m)[2]) for m in owned],
-                                [key for _, key, _ in outcome.results],
-                            )
-                    # Commit when the interval is up, or at once when the input is idle. The
-                    # fetch side commits: librdkafka's send_offsets_to_transaction waits for a
-                    # rebalance in progress, which only the polling thread can finish.
-                    if self._txn.due() or (not batch and self._txn.open):
-                        self._commit_due.set()
+                with self._batch_lock:
+                    owned = self._owned(batch)
+                    if owned and self._txn is None:
+                        self._publish(pipeline(owned))
+                        # Offset order within a partition: its last record's offset wins.
+                        self._tracker.published(
+                            {(m.topic(), m.partition()): m.offset() + 1 for m in owned}  # type: ignore[misc,operator]
+                        )
+                    elif owned and self._txn is not None:
+                        self._txn.begin()
+                        outcome = pipeline(owned)
+                        self._publish(outcome)
+                        self._txn.read(
+                            [(_tp(m), _where(m)[2]) for m in owned],
+                            [key for _, key, _ in outcome.results],
+                        )
+                # Exactly-once commits when the interval is up, or at once when the input is
+                # idle. The fetch side commits: librdkafka's send_offsets_to_transaction waits
+                # for a rebalance in progress, which only the polling thread can finish.
+                txn = self._txn
+                if txn is not None and (txn.due() or (not batch and txn.open)):
+                    self._commit_due.set()
         except Exception as exc:  # a bug, not bad data: stop the replica without committing it
             self.fatal = f"inference worker: {type(exc).__name__}: {exc}"
             self.log.exception("worker_failed")
 
-    @contextmanager
-    def _claim(self, batch: list[Message]) -> Iterator[list[Message]]:
-        """Mark the batch's partitions busy (a revoke waits for them), keeping only records
-        of partitions still assigned."""
+    def _owned(self, batch: list[Message]) -> list[Message]:
+        """(holding `_batch_lock`) The records of partitions still assigned: a revoke drops a
+        partition, then waits for the batch lock, so no batch works on it afterwards."""
         with self._lock:
-            owned = [m for m in batch if _tp(m) in self._assigned]
-            self._busy = {_tp(m) for m in owned}
-        try:
-            yield owned
-        finally:
-            with self._lock:
-                self._busy = set()
-                self._lock.notify_all()
+            assigned = self._assigned
+            return [m for m in batch if (m.topic(), m.partition()) in assigned]
 
     def _end_transaction(self) -> None:
-        """(fetch side, holding `_txn_lock`) Commit the open transaction; after an abort,
+        """(fetch side, holding `_batch_lock`) Commit the open transaction; after an abort,
         forget its answers and have its partitions re-read from where it began. A fenced
         producer makes the replica stop."""
         assert self._txn is not None
@@ -310,13 +314,9 @@ class Replica:
         settings, backend = self.settings, self._backend
         assert backend is not None
         name, version = backend.name, str(backend.version)
-        for message in outcome.repeats:
-            self._tracker.done(_tp(message), _where(message)[2])
         produce, headers_of, results = self._produce, self._result_headers, settings.results_topic
         for message, key, value in outcome.results:
-            topic, partition, offset = _where(message)
-            headers = headers_of(message.headers(), topic, partition, offset)
-            produce(results, key.encode(), value, headers, (topic, partition), offset)
+            produce(results, key.encode(), value, headers_of(message.headers(), *_where(message)))
         for message, failure in outcome.dead:
             topic, partition, offset = _where(message)
             headers = dead_letter_headers(
@@ -330,14 +330,7 @@ class Replica:
                 backend=name,
                 backend_version=version,
             )
-            self._produce(
-                settings.dead_letter_topic,
-                message.key(),
-                message.value(),
-                headers,
-                (topic, partition),
-                offset,
-            )
+            self._produce(settings.dead_letter_topic, message.key(), message.value(), headers)
             self.log.warning(
                 "dead_letter",
                 stage=failure.stage,
@@ -357,47 +350,48 @@ class Replica:
         key: bytes | None,
         value: bytes | None,
         headers: list[tuple[str, bytes]],
-        tp: TP,
-        offset: int,
     ) -> None:
-        """Produce one output of the input record at `tp`/`offset`."""
         producer = self._producer
         assert producer is not None
-        report = partial(self._delivered, tp, offset)
         while True:
             try:
-                producer.produce(
-                    topic,
-                    value=value,
-                    key=key,
-                    headers=headers,  # type: ignore[arg-type]  # list[tuple[str, bytes]] is accepted
-                    on_delivery=report,
-                )
+                # list[tuple[str, bytes]] is accepted
+                producer.produce(topic, value=value, key=key, headers=headers)  # type: ignore[arg-type]
                 return
             except BufferError:
-                producer.poll(0.05)  # the local queue is full: serve delivery reports first
+                producer.poll(0.05)  # the local queue is full: let librdkafka drain it
 
-    def _delivered(self, tp: TP, offset: int, error: KafkaError | None, _: Message) -> None:
+    def _delivery_failed(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
-            self._tracker.done(tp, offset)
             return
+        source = read_packflow_headers(message.headers())
+        where = {"topic": message.topic(), "source_partition": source.get("source.partition"),
+                 "source_offset": source.get("source.offset")}  # fmt: skip
         if self._txn is not None:
             # The transaction's commit fails on it and is aborted: nothing to do here.
-            self.log.warning("delivery_failed", error=error.str(), partition=tp[1], offset=offset)
+            self.log.warning("delivery_failed", error=error.str(), **where)
             return
-        # librdkafka already retried; skipping the record would lose it, so stop instead.
+        # librdkafka already retried; committing past the record would lose it: stop instead.
         self.fatal = f"producer: {error.str()}"
-        self.log.error("delivery_failed", error=error.str(), partition=tp[1], offset=offset)
+        self.log.error("delivery_failed", error=error.str(), **where)
 
     # -- commits and rebalances ----------------------------------------------------------------
 
-    def _commit(self, only: set[TP] | None = None) -> None:
-        consumer = self._consumer
-        assert consumer is not None
+    def _commit(self, only: set[TP] | None = None, wait_s: float = _FLUSH_WAIT_S) -> None:
+        """(at-least-once, between batches) Flush the producer, then commit the positions of
+        what it has delivered."""
+        consumer, producer = self._consumer, self._producer
+        assert consumer is not None and producer is not None
         positions = self._tracker.to_commit()
         if only is not None:
             positions = {tp: o for tp, o in positions.items() if tp in only}
         if not positions:
+            return
+        unacknowledged = producer.flush(wait_s)
+        if unacknowledged or self.fatal is not None:
+            # Not all of it is acknowledged yet (a broker away): commit nothing now; the next
+            # commit tries again, or the partitions' next owner re-reads them.
+            self.log.warning("commit_deferred", unacknowledged=unacknowledged)
             return
         try:
             consumer.commit(
@@ -435,24 +429,36 @@ class Replica:
         with self._lock:
             self._assigned -= tps
             self._queues.drop(tps)
-            while self._busy & tps and time.monotonic() < deadline:
-                self._lock.wait(deadline - time.monotonic())
         if self._txn is not None:
-            self._settle_transaction(commit)
+            self._settle_transaction(commit, deadline)
         elif commit:
-            assert self._producer is not None
-            self._producer.flush(max(0.0, deadline - time.monotonic()))
-            self._commit(only=tps)
+            with self._between_batches(deadline) as between:
+                if between:
+                    self._commit(only=tps, wait_s=max(0.0, deadline - time.monotonic()))
         self._tracker.forget(list(tps))
         self._paused -= tps
 
-    def _settle_transaction(self, commit: bool) -> None:
+    @contextmanager
+    def _between_batches(self, deadline: float) -> Iterator[bool]:
+        """Hold `_batch_lock` (the worker is between batches), waiting until `deadline` at
+        most; yields whether it was had."""
+        self._commit_due.set()  # the worker takes no new batch meanwhile
+        had = self._batch_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            yield had
+        finally:
+            if had:
+                self._batch_lock.release()
+
+    def _settle_transaction(self, commit: bool, deadline: float) -> None:
         """Before partitions go: commit the open transaction (it holds their offsets), or,
         when they were lost to another member, abort it (its commit would be fenced)."""
         assert self._txn is not None
-        with self._txn_lock:
-            if self.fatal is not None:
-                return  # the producer is unusable; the successor aborts what is left open
+        with self._between_batches(deadline) as between:
+            if not between or self.fatal is not None:
+                # A batch still running, or an unusable producer: whatever the transaction
+                # holds is aborted (by its timeout, or by the successor) and re-read.
+                return
             if commit:
                 self._end_transaction()
             elif self._txn.open:
@@ -475,12 +481,11 @@ class Replica:
         self._worker_stop.set()
         self._queues.close()
         worker.join(max(0.0, deadline - time.monotonic()))
-        if self._txn is not None:
-            if self.fatal is None and not worker.is_alive():
-                self._settle_transaction(commit=True)
-        else:
-            producer.flush(max(0.0, deadline - time.monotonic()))
-            self._commit()
+        if self.fatal is None and not worker.is_alive():
+            if self._txn is not None:
+                self._settle_transaction(commit=True, deadline=deadline)
+            else:
+                self._commit(wait_s=max(0.0, deadline - time.monotonic()))
         consumer.close()  # leaves the group (its revoke callback finds nothing left to do)
         self.log.info(
             "replica_stopped",
