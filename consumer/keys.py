@@ -20,14 +20,15 @@ def record_keys(
     coordinates: Sequence[tuple[str, int, int]],
     id_field: str | None,
 ) -> list[str]:
-    """One key per record; `records[i]` is None where decoding failed."""
+    """One key per record; `records[i]` is None where decoding failed. `coordinates[i]` is
+    looked at only for records that need it (it may be computed lazily)."""
     if id_field is None:
-        return [coordinate_key(*c) for c in coordinates]
+        return [coordinate_key(*coordinates[i]) for i in range(len(records))]
     keys = []
-    for record, coords in zip(records, coordinates, strict=True):
+    for i, record in enumerate(records):
         value = record.get(id_field) if record is not None else None
         if value is None:
-            keys.append(coordinate_key(*coords))
+            keys.append(coordinate_key(*coordinates[i]))
         else:
             keys.append(value if isinstance(value, str) else str(value))
     return keys

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from consumer.codecs import Decoder, ResultEncoder
 from consumer.dedup import AnsweredKeys
@@ -54,6 +54,26 @@ class Outcome(Generic[M]):
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+class _Coordinates(Sequence[tuple[str, int, int]]):
+    """topic, partition, offset of each message, computed only where a key needs them."""
+
+    def __init__(self, batch: Sequence[Record]) -> None:
+        self.batch = batch
+
+    def __len__(self) -> int:
+        return len(self.batch)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[str, int, int]: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[str, int, int]]: ...
+    def __getitem__(self, i: int | slice) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        m = self.batch[i]
+        return str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)
+
+
 def failure_of(exc: Exception) -> Failure:
     """Name the stage and the root error type of a pipeline exception."""
     if isinstance(exc, ValidationError):
@@ -87,10 +107,7 @@ class Pipeline:
         started = time.perf_counter()
         decoded = self.decoder.decode_batch([m.value() for m in batch])
         records = [None if isinstance(d, DecodeError) else d for d in decoded]
-        coordinates = [
-            (str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)) for m in batch
-        ]
-        keys = record_keys(records, coordinates, self.id_field)
+        keys = record_keys(records, _Coordinates(batch), self.id_field)
         decoded_at = time.perf_counter()
 
         live = [i for i, r in enumerate(records) if r is not None]
@@ -103,17 +120,29 @@ class Pipeline:
 
         inferred = self._infer([records[i] for i in todo])
         inferred_at = time.perf_counter()
+        encoded = self._answers([keys[i] for i in todo], inferred)
 
-        answers: dict[int, bytes | Failure] = {}
-        ok = []
-        for i, answer in zip(todo, inferred, strict=True):
-            if isinstance(answer, Failure):
-                answers[i] = answer
-            else:
-                ok.append((i, answer))
-        encoded = self._encode([keys[i] for i, _ in ok], [answer for _, answer in ok])
-        answers.update(zip([i for i, _ in ok], encoded, strict=True))
+        if len(todo) == len(batch) and not any(isinstance(e, Failure) for e in encoded):
+            # The common batch: every record decoded, new, and answered.
+            outcome.results = list(zip(batch, keys, encoded, strict=True))  # type: ignore[arg-type]
+        else:
+            self._sort(batch, decoded, keys, dict(zip(todo, encoded, strict=True)), outcome)
+        outcome.seconds = {
+            "decode": decoded_at - started,
+            "backend": inferred_at - decoded_at,
+            "encode": time.perf_counter() - inferred_at,
+        }
+        return outcome
 
+    def _sort(
+        self,
+        batch: Sequence[M],
+        decoded: list[Any],
+        keys: list[str],
+        answers: dict[int, bytes | Failure],
+        outcome: Outcome[M],
+    ) -> None:
+        """Each message that is not a repeat into the results or the dead letters."""
         released = []
         for i, message in enumerate(batch):
             error = decoded[i]
@@ -128,13 +157,17 @@ class Pipeline:
                     outcome.results.append((message, keys[i], answer))
         # A key that got no answer may be answered by a later copy of its record.
         self.answered.release(released)
-        encoded_at = time.perf_counter()
-        outcome.seconds = {
-            "decode": decoded_at - started,
-            "backend": inferred_at - decoded_at,
-            "encode": encoded_at - inferred_at,
-        }
-        return outcome
+
+    def _answers(self, keys: list[str], inferred: list[Any]) -> list[bytes | Failure]:
+        """The encoded result of each output, or the Failure it already was or became."""
+        ok = [j for j, answer in enumerate(inferred) if not isinstance(answer, Failure)]
+        if len(ok) == len(inferred):
+            return self._encode(keys, inferred)
+        answers: list[bytes | Failure] = list(inferred)
+        encoded = self._encode([keys[j] for j in ok], [inferred[j] for j in ok])
+        for j, answer in zip(ok, encoded, strict=True):
+            answers[j] = answer
+        return answers
 
     def _infer(self, records: list[Any]) -> list[Any]:
         """One answer per record: its output, or a `Failure`."""

@@ -23,7 +23,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from consumer.batcher import PartitionQueues
 from consumer.codecs import make_decoder, make_result_encoder
 from consumer.dedup import AnsweredKeys
-from consumer.headers import ResultHeaders, dead_letter_headers, read_packflow_headers
+from consumer.headers import (
+    ResultHeaders,
+    dead_letter_headers,
+    trace_headers,
+)
 from consumer.offsets import OffsetTracker
 from consumer.pipeline import Outcome, Pipeline
 from consumer.settings import (
@@ -314,9 +318,16 @@ class Replica:
         settings, backend = self.settings, self._backend
         assert backend is not None
         name, version = backend.name, str(backend.version)
-        produce, headers_of, results = self._produce, self._result_headers, settings.results_topic
-        for message, key, value in outcome.results:
-            produce(results, key.encode(), value, headers_of(message.headers(), *_where(message)))
+        produce, results = self._produce, settings.results_topic
+        if settings.result_headers:
+            headers_of = self._result_headers
+            for message, key, value in outcome.results:
+                headers = headers_of(message.headers(), *_where(message))
+                produce(results, key.encode(), value, headers)
+        else:
+            for message, key, value in outcome.results:
+                original = message.headers()  # None unless the input has headers
+                produce(results, key.encode(), value, trace_headers(original) if original else None)
         for message, failure in outcome.dead:
             topic, partition, offset = _where(message)
             headers = dead_letter_headers(
@@ -349,7 +360,7 @@ class Replica:
         topic: str,
         key: bytes | None,
         value: bytes | None,
-        headers: list[tuple[str, bytes]],
+        headers: list[tuple[str, bytes]] | None,
     ) -> None:
         producer = self._producer
         assert producer is not None
@@ -364,9 +375,8 @@ class Replica:
     def _delivery_failed(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
             return
-        source = read_packflow_headers(message.headers())
-        where = {"topic": message.topic(), "source_partition": source.get("source.partition"),
-                 "source_offset": source.get("source.offset")}  # fmt: skip
+        # A result's key is its input's idempotency key; a dead letter's, the input's own.
+        where = {"topic": message.topic(), "key": (message.key() or b"").decode(errors="replace")}
         if self._txn is not None:
             # The transaction's commit fails on it and is aborted: nothing to do here.
             self.log.warning("delivery_failed", error=error.str(), **where)

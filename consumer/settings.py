@@ -66,6 +66,9 @@ class RuntimeSettings(BaseSettings):
     known_schemas: list[str] = Field(default_factory=list)
     registry_url: str | None = None
     result_format: ResultFormat = "json"
+    result_headers: bool = Field(
+        False, description="packflow.backend* and packflow.source.* headers on every result"
+    )
     dedup_max_keys: int = Field(100_000, ge=1)
     dedup_ttl_s: float = Field(3600.0, gt=0)
     max_queued_per_partition: int = Field(4096, ge=1)

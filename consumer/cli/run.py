@@ -44,6 +44,13 @@ def run(
     schema: Annotated[str | None, typer.Option(help="reader schema: name or .avsc")] = None,
     registry_url: Annotated[str | None, typer.Option()] = None,
     result_format: Annotated[ResultFormat | None, typer.Option()] = None,
+    result_headers: Annotated[
+        bool | None,
+        typer.Option(
+            "--result-headers/--no-result-headers",
+            help="backend and source topic/partition/offset headers on each result",
+        ),
+    ] = None,
     shutdown_timeout: Annotated[float | None, typer.Option(help="seconds")] = None,
     config: Pairs = None,
     kafka: Pairs = None,
@@ -74,6 +81,7 @@ def run(
         input_schema=schema,
         registry_url=registry_url,
         result_format=result_format,
+        result_headers=result_headers,
         shutdown_timeout_s=shutdown_timeout,
         backend_config=_config_values(parse_pairs(config, "--config")),
         kafka=parse_pairs(kafka, "--kafka"),

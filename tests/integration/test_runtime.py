@@ -8,10 +8,12 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
+from confluent_kafka import Producer
 
 from consumer.codecs import make_decoder, make_encoder
 from consumer.headers import read_packflow_headers
@@ -51,7 +53,9 @@ def test_three_replicas_answer_each_of_100k_records_once_as_check_does(
 ) -> None:
     pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
     records = demo_records(100_000)
-    run = Run(pipeline, tmp_path / "run.log", "--backend", LOGISTIC, "--replicas", "3")
+    run = Run(
+        pipeline, tmp_path / "run.log", "--backend", LOGISTIC, "--replicas", "3", "--result-headers"
+    )
     try:
         # All three in the group before any input, so the work is really shared.
         run.wait_for_replicas(3)
@@ -380,3 +384,45 @@ def test_produce_and_results_commands_round_trip_a_json_lines_file(
     for record in decoded:
         assert by_key[record["id"]]["output"] == record  # echo answers the decoded record
         assert by_key[record["id"]]["backend"] == "echo"
+
+
+def test_results_pass_on_trace_context_and_add_provenance_headers_only_when_asked(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=2)
+    records = demo_records(40)
+    encoder = make_encoder("schemaless", "demo_input")
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for n, r in enumerate(records):
+        # Half the inputs carry a W3C trace context (and a header of their own).
+        traced = [("traceparent", f"00-{n:032x}-{n:016x}-01".encode()), ("mine", b"x")]
+        producer.produce(
+            pipeline.input, key=r["id"], value=encoder.encode(r), headers=traced if n % 2 else None
+        )
+    assert producer.flush(30) == 0
+
+    run = Run(pipeline, tmp_path / "run.log", "--backend", LOGISTIC)
+    try:
+        got = collect(kafka_bootstrap, pipeline.results, distinct_keys(40), timeout=60)
+    finally:
+        assert run.terminate() == 0
+    assert len(got) == 40
+    for message in got:
+        n = int(message.key().decode().removeprefix("rec-"))
+        expected = [("traceparent", f"00-{n:032x}-{n:016x}-01".encode())] if n % 2 else None
+        assert message.headers() == expected
+
+    # Asked for: the backend and the source coordinates too (a fresh group reads it all again).
+    again = make_pipeline(kafka_bootstrap, make_topic, partitions=2)
+    again = replace(again, input=pipeline.input)
+    run = Run(again, tmp_path / "again.log", "--backend", LOGISTIC, "--result-headers")
+    try:
+        got = collect(kafka_bootstrap, again.results, distinct_keys(40), timeout=60)
+    finally:
+        assert run.terminate() == 0
+    assert len(got) == 40
+    for message in got:
+        headers = read_packflow_headers(message.headers())
+        assert headers["backend"] == "logistic" and headers["backend.version"] == "1"
+        assert headers["source.topic"] == pipeline.input
+        assert headers["source.partition"] in {"0", "1"} and int(headers["source.offset"]) >= 0
