@@ -69,6 +69,13 @@ class PartitionQueues(Generic[K, T]):
         """The next micro-batch: as soon as `max_records` are queued, or `max_wait_s` after the
         oldest queued record arrived. Returns [] after `idle_s` with nothing queued, or when
         closed and empty."""
+        return [item for _, run in self.take_runs(max_records, max_wait_s, idle_s) for item in run]
+
+    def take_runs(
+        self, max_records: int, max_wait_s: float, idle_s: float = 0.1
+    ) -> list[tuple[K, list[T]]]:
+        """`take`, as runs of consecutive records of one partition (a partition may have more
+        than one run, in order): per-partition work needs no per-record lookups."""
         with self._cond:
             if not self._count and not self._closed:
                 self._cond.wait(idle_s)
@@ -85,15 +92,19 @@ class PartitionQueues(Generic[K, T]):
     def _oldest_arrival(self) -> float:
         return min(chunks[0][0] for chunks in self._arrivals.values() if chunks)
 
-    def _pop(self, max_records: int) -> list[T]:
-        batch: list[T] = []
+    def _pop(self, max_records: int) -> list[tuple[K, list[T]]]:
+        runs: list[tuple[K, list[T]]] = []
+        taken = 0
         keys = [k for k, q in self._queues.items() if q]
-        while keys and len(batch) < max_records:
-            share = max(1, (max_records - len(batch)) // len(keys))
+        while keys and taken < max_records:
+            share = max(1, (max_records - taken) // len(keys))
             for key in keys:
                 queue, chunks = self._queues[key], self._arrivals[key]
-                n = min(share, len(queue), max_records - len(batch))
-                batch.extend(queue.popleft() for _ in range(n))
+                n = min(share, len(queue), max_records - taken)
+                if not n:
+                    continue
+                runs.append((key, [queue.popleft() for _ in range(n)]))
+                taken += n
                 while n:
                     used = min(n, int(chunks[0][1]))
                     chunks[0][1] -= used
@@ -101,5 +112,5 @@ class PartitionQueues(Generic[K, T]):
                     if not chunks[0][1]:
                         chunks.popleft()
             keys = [k for k in keys if self._queues[k]]
-        self._count -= len(batch)
-        return batch
+        self._count -= taken
+        return runs

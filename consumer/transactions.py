@@ -92,12 +92,13 @@ class Transaction:
             self.producer.begin_transaction()
             self.began = time.monotonic()
 
-    def read(self, offsets: Iterable[tuple[TP, int]], keys: Iterable[str]) -> None:
-        """Record what a batch consumed (its offsets) and answered (its keys)."""
-        for tp, offset in offsets:
-            self.start.setdefault(tp, offset)
-            if offset + 1 > self.next.get(tp, -1):
-                self.next[tp] = offset + 1
+    def read(self, runs: Iterable[tuple[TP, int, int]], keys: Iterable[str]) -> None:
+        """Record what a batch consumed (per partition run: the first and last offsets read)
+        and answered (its keys)."""
+        for tp, first, last in runs:
+            self.start.setdefault(tp, first)
+            if last + 1 > self.next.get(tp, -1):
+                self.next[tp] = last + 1
         self.keys.extend(keys)
 
     def due(self) -> bool:

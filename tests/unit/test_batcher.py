@@ -48,3 +48,17 @@ def test_empty_take_returns_after_idle_and_drop_and_full() -> None:
     assert len(queues) == 1 and queues.size(0) == 0
     queues.close()
     assert queues.take(max_records=10, max_wait_s=5.0) == [4]  # closed: no waiting
+
+
+def test_take_runs_groups_each_partitions_records_in_offset_order() -> None:
+    queues: PartitionQueues[str, int] = PartitionQueues(max_per_partition=100)
+    queues.put("a", [1, 2, 3, 4])
+    queues.put("b", [10, 11])
+    runs = queues.take_runs(max_records=5, max_wait_s=1.0)
+    assert sum(len(run) for _, run in runs) == 5
+    for key, run in runs:
+        assert run == sorted(run) and {key} == {"a" if x < 10 else "b" for x in run}
+    taken = [x for _, run in runs for x in run]
+    rest = queues.take(max_records=10, max_wait_s=0.01)
+    assert sorted(taken + rest) == [1, 2, 3, 4, 10, 11]
+    assert [x for x in taken + rest if x < 10] == [1, 2, 3, 4]  # per partition, in order
