@@ -42,6 +42,12 @@ class OffsetTracker:
                 if tp in self._position:
                     self._committed[tp] = position
 
+    def retry(self, tps: list[TopicPartition]) -> None:
+        """Their last commit failed: `to_commit()` gives their positions again."""
+        with self._lock:
+            for tp in tps:
+                self._committed.pop(tp, None)
+
     def forget(self, tps: list[TopicPartition]) -> None:
         """Stop tracking released partitions (their next owner starts from the commit)."""
         with self._lock:

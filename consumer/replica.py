@@ -143,7 +143,9 @@ class Replica:
         self._producer = Producer(
             producer_config(settings, self.instance) | {"on_delivery": self._delivery_failed}
         )
-        self._consumer = Consumer(consumer_config(settings, self.index))
+        self._consumer = Consumer(
+            consumer_config(settings, self.index) | {"on_commit": self._on_commit}
+        )
         if settings.guarantee == "exactly-once":
             # Fences an earlier instance with the same id and aborts its open transaction.
             self._producer.init_transactions(settings.shutdown_timeout_s)
@@ -178,9 +180,12 @@ class Replica:
         while not self._stop.is_set() and self.fatal is None:
             self._seek_rewound()
             if self._backpressure():
-                messages = consumer.consume(_FETCH_MAX, timeout=0.05)
-                if messages:
-                    self._accept(messages)
+                # consume(n, timeout) waits for n records or the timeout: at a moderate rate
+                # that would hold every record up to the timeout. Wait for the first one only,
+                # then take what else is there.
+                first = consumer.poll(0.05)
+                if first is not None:
+                    self._accept([first, *consumer.consume(_FETCH_MAX - 1, timeout=0)])
             else:
                 time.sleep(0.002)  # the worker drains; librdkafka prefetches up to its bound
             producer.poll(0)
@@ -190,7 +195,7 @@ class Replica:
             if self._commit_due.is_set() and self._batch_lock.acquire(timeout=0.05):
                 try:
                     if self._txn is None:
-                        self._commit()
+                        self._commit(asynchronous=True)
                     else:
                         self._end_transaction()
                 finally:
@@ -408,9 +413,12 @@ class Replica:
 
     # -- commits and rebalances ----------------------------------------------------------------
 
-    def _commit(self, only: set[TP] | None = None, wait_s: float = _FLUSH_WAIT_S) -> None:
+    def _commit(
+        self, only: set[TP] | None = None, wait_s: float = _FLUSH_WAIT_S, asynchronous: bool = False
+    ) -> None:
         """(at-least-once, between batches) Flush the producer, then commit the positions of
-        what it has delivered."""
+        what it has delivered. Periodic commits are asynchronous (the worker waits for the
+        flush only); those before partitions go are synchronous."""
         consumer, producer = self._consumer, self._producer
         assert consumer is not None and producer is not None
         positions = self._tracker.to_commit()
@@ -425,16 +433,25 @@ class Replica:
             self.log.warning("commit_deferred", unacknowledged=unacknowledged)
             return
         try:
-            consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in positions.items()],
-                asynchronous=False,
-            )
+            offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
+            if asynchronous:
+                consumer.commit(offsets=offsets, asynchronous=True)
+            else:
+                consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             # Not fatal: the same positions are committed on the next attempt, or re-read
             # by the partitions' next owner.
             self.log.warning("commit_failed", error=str(exc.args[0]))
             return
         self._tracker.committed(positions)
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is None:
+            return
+        # An asynchronous commit failed: commit these positions again next time (a failure
+        # only ever repeats results; it cannot lose one).
+        self._tracker.retry([(p.topic, p.partition) for p in partitions])
+        self.log.warning("commit_failed", error=error.str())
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}

@@ -30,3 +30,12 @@ def test_partitions_are_independent_and_forgotten_ones_start_over() -> None:
     assert tracker.to_commit() == {}
     tracker.published({TP: 1})  # reassigned: its new owner's position, even if lower
     assert tracker.to_commit() == {TP: 1}
+
+
+def test_a_failed_commit_is_retried_with_the_latest_position() -> None:
+    tracker = OffsetTracker()
+    tracker.published({TP: 5, OTHER: 3})
+    tracker.committed({TP: 5, OTHER: 3})
+    tracker.published({TP: 8})
+    tracker.retry([OTHER])  # its asynchronous commit failed
+    assert tracker.to_commit() == {TP: 8, OTHER: 3}
