@@ -61,6 +61,7 @@ from bench.workload import (
     broker_pids,
     cpu_of,
     delete_topics,
+    group_settled,
     new_topics,
     percentile,
     prefill,
@@ -131,14 +132,18 @@ def latency(args: argparse.Namespace, bootstrap: str, system: str, replicas: int
     cmds = system_commands(system, replicas, bootstrap, t, args.batch_size, args.max_wait_ms)
     running = Running(cmds, LOGS / f"lat-{tag}.log", interval=1.0)
     watcher = CommitWatcher(bootstrap, t.group, t.input, args.partitions)
-    # Prime: the paced load starts only once the system has joined and answered, so that no
-    # backlog from its start-up inflates the latencies.
+    # Prime: the paced load starts only once every replica has joined and the system has
+    # answered, so that neither start-up backlog nor a late rebalance inflates the latencies.
     prefill(bootstrap, t.input, PRIME, prefix="P")
-    if not wait_until(lambda: watcher.total() >= PRIME, 90, running.alive):
+
+    def primed() -> bool:
+        return watcher.total() >= PRIME and group_settled(bootstrap, t.group, replicas)
+
+    if not wait_until(primed, 90, running.alive):
         watcher.close()
         running.stop(timeout=45)
         delete_topics(bootstrap, [t.input, t.results, t.dead_letters])
-        raise RuntimeError(f"latency {tag}: {PRIME} priming records not committed in 90 s")
+        raise RuntimeError(f"latency {tag}: not {replicas} members with {PRIME} records in 90 s")
     seconds = args.warmup_seconds + args.latency_seconds + 10
     paced = PacedProducer(bootstrap, t.input, rate, seconds)
     paced.start()

@@ -397,6 +397,22 @@ def wait_until(
     return False
 
 
+def group_settled(bootstrap: str, group: str, members: int) -> bool:
+    """Whether the group is stable with `members` members, each holding partitions: a paced
+    load started before the last replica joins would time its rebalance, not the system."""
+    admin = admin_client(bootstrap)  # must outlive the future it answers
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    except Exception:  # noqa: BLE001 - not there yet
+        return False
+    found = description.members
+    return (
+        str(description.state).endswith("STABLE")
+        and len(found) == members
+        and all(m.assignment is not None and m.assignment.topic_partitions for m in found)
+    )
+
+
 def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q)) if values else float("nan")
 

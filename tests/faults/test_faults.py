@@ -30,6 +30,30 @@ def ids_of(records: list[dict]) -> list[str]:
     return [r["id"] for r in records]
 
 
+def start(
+    pipeline: Pipeline,
+    tmp_path: Path,
+    guarantee: str,
+    replicas: int,
+    batch: int,
+    *extra: str,
+    backend: list[str] = LOGISTIC,
+) -> Run:
+    """`packflow run` with `replicas` replicas under the supervisor."""
+    return Run(
+        pipeline,
+        tmp_path / "run.log",
+        *backend,
+        "--replicas",
+        str(replicas),
+        "--guarantee",
+        guarantee,
+        "--max-batch-size",
+        str(batch),
+        *extra,
+    )
+
+
 def live_pids(run: Run) -> dict[int, int]:
     """replica index -> pid of its latest incarnation."""
     return {e["replica"]: e["pid"] for e in run.events("replica_spawned")}
@@ -40,18 +64,7 @@ def test_kill_9_repeatedly(
 ) -> None:
     pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
     records = demo_records(RECORDS)
-    run = Run(
-        pipeline,
-        tmp_path / "run.log",
-        *LOGISTIC,
-        "--replicas",
-        "3",
-        "--guarantee",
-        guarantee,
-        "--max-batch-size",
-        "128",
-        *FAST_SESSION,
-    )
+    run = start(pipeline, tmp_path, guarantee, 3, 128, *FAST_SESSION)
     chooser = random.Random(1)
     try:
         run.wait_for("partitions_assigned", 3)
@@ -102,18 +115,7 @@ def test_zombie_frozen_past_the_session_timeout(
 ) -> None:
     pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
     records = demo_records(RECORDS)
-    run = Run(
-        pipeline,
-        tmp_path / "run.log",
-        *LOGISTIC,
-        "--replicas",
-        "2",
-        "--guarantee",
-        guarantee,
-        "--max-batch-size",
-        "64",
-        *FAST_SESSION,
-    )
+    run = start(pipeline, tmp_path, guarantee, 2, 64, *FAST_SESSION)
     try:
         run.wait_for("partitions_assigned", 2)
         produce_records(pipeline, records[: RECORDS // 2])
@@ -163,17 +165,7 @@ def test_broker_stopped_and_restarted(
 ) -> None:
     pipeline = own_pipeline(own_cluster, 1)
     records = demo_records(RECORDS)
-    run = Run(
-        pipeline,
-        tmp_path / "run.log",
-        *LOGISTIC,
-        "--replicas",
-        "2",
-        "--guarantee",
-        guarantee,
-        "--max-batch-size",
-        "128",
-    )
+    run = start(pipeline, tmp_path, guarantee, 2, 128)
     try:
         run.wait_for("partitions_assigned", 2)
         produce_records(pipeline, records[: RECORDS // 2])
@@ -195,17 +187,7 @@ def test_leader_of_a_busy_partition_killed_on_three_nodes(
 ) -> None:
     pipeline = own_pipeline(own_cluster, 3)
     records = demo_records(RECORDS)
-    run = Run(
-        pipeline,
-        tmp_path / "run.log",
-        *LOGISTIC,
-        "--replicas",
-        "2",
-        "--guarantee",
-        guarantee,
-        "--max-batch-size",
-        "128",
-    )
+    run = start(pipeline, tmp_path, guarantee, 2, 128)
     try:
         run.wait_for("partitions_assigned", 2)
         produce_records(pipeline, records[: RECORDS // 2])
@@ -226,17 +208,7 @@ def test_flaky_backend_and_poison_records(
     pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
     records = demo_records(RECORDS)
     poison = [(f"poison-{i}".encode(), b"\x00\xff not avro" * (i + 1)) for i in range(50)]
-    run = Run(
-        pipeline,
-        tmp_path / "run.log",
-        *FLAKY,
-        "--replicas",
-        "2",
-        "--guarantee",
-        guarantee,
-        "--max-batch-size",
-        "64",
-    )
+    run = start(pipeline, tmp_path, guarantee, 2, 64, backend=FLAKY)
     try:
         run.wait_for("partitions_assigned", 2)
         produce_records(pipeline, records[: RECORDS // 2])
