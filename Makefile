@@ -51,8 +51,8 @@ topics: install
 	$(BIN)/packflow topics create
 
 lint: install
-	$(BIN)/ruff check packflow consumer backends tests
-	$(BIN)/ruff format --check packflow consumer backends tests
+	$(BIN)/ruff check packflow consumer backends tests bench
+	$(BIN)/ruff format --check packflow consumer backends tests bench
 
 typecheck: install
 	$(BIN)/mypy
