@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import struct
 import subprocess
@@ -31,7 +30,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumer.broker import BrokerSettings, LocalCluster, port_in_use
+from consumer.broker import BrokerSettings, LocalCluster, free_port_block
 from consumer.topics import TopicSpec, admin_client, create_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,17 +40,9 @@ SYSTEMS = ("handwritten", "at-least-once", "exactly-once", "batch-1")
 # -- the broker ------------------------------------------------------------------------------
 
 
-def _free_port_block(size: int) -> int:
-    for _ in range(200):
-        base = random.randint(20000, 60000 - size)
-        if not any(port_in_use(p) for p in range(base, base + size)):
-            return base
-    raise RuntimeError("no block of free ports found")
-
-
 def start_cluster() -> LocalCluster:
     """A one-node local Kafka on free loopback ports in a fresh temporary directory."""
-    base = _free_port_block(2)
+    base = free_port_block(2)
     data_dir = Path(tempfile.mkdtemp(prefix="packflow-bench-"))
     cluster = LocalCluster(
         BrokerSettings(nodes=1, port=base, controller_port=base + 1, data_dir=data_dir)

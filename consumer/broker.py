@@ -10,8 +10,10 @@ whose command line names that node's properties file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -183,6 +185,21 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
+
+
+def free_port_block(size: int, tries: int = 200) -> int:
+    """The first of `size` consecutive free loopback ports, below the kernel's ephemeral range:
+    a port inside it can be taken by any outgoing connection (one node dialling another, say)
+    between this check and the broker's bind."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    top = low - size if low - size > 12000 else 65000 - size  # an unusually low range
+    for _ in range(tries):
+        base = random.randint(10000, top)
+        if not any(port_in_use(p) for p in range(base, base + size)):
+            return base
+    raise BrokerError(f"no {size} consecutive free ports found on {HOST}")
 
 
 def log_tail(path: Path, lines: int = 20) -> str:

@@ -8,7 +8,6 @@ test session on free loopback ports in a temporary data directory, and stopped a
 from __future__ import annotations
 
 import os
-import random
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -16,17 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from consumer.broker import BrokerSettings, LocalCluster, port_in_use
+from consumer.broker import BrokerSettings, LocalCluster, free_port_block
 from consumer.topics import TopicSpec, admin_client, create_topics
-
-
-def free_port_block(size: int) -> int:
-    """The first of `size` consecutive free loopback ports."""
-    for _ in range(200):
-        base = random.randint(20000, 60000 - size)
-        if not any(port_in_use(p) for p in range(base, base + size)):
-            return base
-    raise RuntimeError("no block of free ports found")
 
 
 def cluster_settings(data_dir: Path, nodes: int = 1, **extra: object) -> BrokerSettings:

@@ -1,8 +1,8 @@
 """`packflow demo`: the whole path on one machine, start to finish.
 
-Starts the local broker (unless one is running), creates fresh topics, produces demo records,
-runs replicas of the logistic backend until every result is in, prints a summary and a few
-results, and stops what it started.
+Starts the local broker (unless one is running), creates fresh topics, starts replicas of the
+logistic backend, produces demo records once every replica holds partitions, waits until every
+result is in, prints a summary and a few results, and stops what it started.
 """
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ def demo(
             backend=BACKEND,
             replicas=replicas,
         )
+        log = Path(tempfile.mkdtemp(prefix="packflow-demo-")) / "replicas.log"
+        run = _start_replicas(settings.model_dump(mode="json"), log)
+        console.print(f"running {replicas} replicas of {BACKEND} (logs: {log})")
+        # Every replica in the group before the first record, so that they share the work.
+        _await_replicas(log, replicas, run, timeout)
         sent = produce_records(
             settings,
             synthetic_records(load_schema(settings.input_schema), records),
@@ -68,9 +73,6 @@ def demo(
             progress=True,
         )
         console.print(f"produced {sent} records to {names[0]}")
-        log = Path(tempfile.mkdtemp(prefix="packflow-demo-")) / "replicas.log"
-        run = _start_replicas(settings.model_dump(mode="json"), log)
-        console.print(f"running {replicas} replicas of {BACKEND} (logs: {log})")
         seen, first, last, sample = _await_results(result.bootstrap, names[1], sent, timeout)
         code = _stop(run)
         run = None
@@ -110,6 +112,15 @@ def _start_replicas(settings: dict[str, Any], log: Path) -> subprocess.Popen[byt
         )
 
 
+def _await_replicas(log: Path, count: int, run: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and run.poll() is None:
+        holding = {e["replica"] for e in _events(log, "partitions_assigned") if e["partitions"]}
+        if len(holding) >= count:
+            return
+        time.sleep(0.2)
+
+
 def _await_results(
     bootstrap: str, topic: str, expected: int, timeout: float
 ) -> tuple[int, float, float, list[dict[str, Any]]]:
@@ -118,9 +129,11 @@ def _await_results(
     first = last = 0.0
     deadline = time.monotonic() + timeout
     for message in read_topic(bootstrap, topic, follow=True):
+        # When each result was produced (its timestamp), not when this reader got to it.
+        at = message.timestamp()[1] / 1000
+        first = min(first, at) if first else at
+        last = max(last, at)
         now = time.monotonic()
-        first = first or now
-        last = now
         keys.add(message.key() or b"")
         if len(sample) < 5:
             sample.append(decode_result(message.value() or b"", "json"))
@@ -170,7 +183,9 @@ def _summary(
     table.add_row("replicas exit code", str(code))
     console.print(table)
     stages = Table("stage", "batches", "mean ms", "p50 ms", "p99 ms", title="per-stage latency")
-    for name in stopped[0].get("stages_ms", {}) if stopped else {}:
+    # Every stage any replica timed (a replica that got no partitions timed none).
+    names = dict.fromkeys(name for e in stopped for name in e.get("stages_ms", {}))
+    for name in names:
         per = [e["stages_ms"][name] for e in stopped if name in e.get("stages_ms", {})]
         count = sum(p["count"] for p in per)
         mean = sum(p["mean"] * p["count"] for p in per) / max(count, 1)
