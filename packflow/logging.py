@@ -25,10 +25,12 @@ def _json_dumps(event: Any, **_: Any) -> str:
     return orjson.dumps(event, default=repr).decode()
 
 
-def _stderr_logger(*_: Any) -> structlog.PrintLogger:
+def _stderr_logger(*_: Any) -> structlog.WriteLogger:
     # Resolved per logger, not once: the stream follows sys.stderr when it is replaced
     # (pytest capture, CLI test runners) instead of writing to a closed one.
-    return structlog.PrintLogger(sys.stderr)
+    # WriteLogger writes each event and its newline in one call: replicas sharing one stderr
+    # (a supervisor's, a log file) then never interleave two events on a line, as print does.
+    return structlog.WriteLogger(sys.stderr)
 
 
 def configure_logging(
