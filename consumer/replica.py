@@ -62,10 +62,6 @@ def load_backend_for(settings: RuntimeSettings) -> InferenceBackend:
     return InferenceBackendLoader.from_project(project, **settings.backend_config)
 
 
-def _tp(message: Message) -> TP:
-    return (str(message.topic()), int(message.partition() or 0))
-
-
 def _where(message: Message) -> tuple[str, int, int]:
     """topic, partition, offset of a consumed message (never None for one without error)."""
     return str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
@@ -277,18 +273,19 @@ class Replica:
                     owned = [m for _, run in runs for m in run]
                     # Runs keep offset order: per partition, the first and last offsets read.
                     read = [(tp, run[0].offset() or 0, run[-1].offset() or 0) for tp, run in runs]
-                    if owned and self._txn is None:
-                        self._publish(pipeline(owned))
-                        self._tracker.published({tp: last + 1 for tp, _, last in read})
-                    elif owned and self._txn is not None:
-                        self._txn.begin()
+                    txn = self._txn
+                    if owned:
+                        if txn is not None:
+                            txn.begin()
                         outcome = pipeline(owned)
                         self._publish(outcome)
-                        self._txn.read(read, [key for _, key, _ in outcome.results])
+                        if txn is None:
+                            self._tracker.published({tp: last + 1 for tp, _, last in read})
+                        else:
+                            txn.read(read, [key for _, key, _ in outcome.results])
                 # Exactly-once commits when the interval is up, or at once when the input is
                 # idle. The fetch side commits: librdkafka's send_offsets_to_transaction waits
                 # for a rebalance in progress, which only the polling thread can finish.
-                txn = self._txn
                 if txn is not None and (txn.due() or (not runs and txn.open)):
                     self._commit_due.set()
         except Exception as exc:  # a bug, not bad data: stop the replica without committing it
@@ -492,7 +489,8 @@ class Replica:
     def _between_batches(self, deadline: float) -> Iterator[bool]:
         """Hold `_batch_lock` (the worker is between batches), waiting until `deadline` at
         most; yields whether it was had."""
-        self._commit_due.set()  # the worker takes no new batch meanwhile
+        # The worker takes no new batch until the fetch loop's next commit clears this.
+        self._commit_due.set()
         had = self._batch_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         try:
             yield had

@@ -84,36 +84,34 @@ class Run:
                 found.append(event)
         return found
 
-    def wait_for(self, name: str, count: int = 1, timeout: float = 60) -> list[dict[str, Any]]:
+    def _until(self, done: Callable[[], bool], what: Callable[[], str], timeout: float) -> None:
+        """Poll `done` until it holds; fails with `what` after `timeout`, or if the run ends."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = self.events(name)
-            if len(found) >= count:
-                return found
+        while not done():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what()} in {timeout}s:\n{self.log.read_text()[-3000:]}")
             assert self.proc.poll() is None, (
                 f"packflow run exited early:\n{self.log.read_text()[-3000:]}"
             )
             time.sleep(0.2)
-        raise AssertionError(
-            f"no {count} {name!r} events in {timeout}s:\n{self.log.read_text()[-3000:]}"
+
+    def wait_for(self, name: str, count: int = 1, timeout: float = 60) -> list[dict[str, Any]]:
+        self._until(
+            lambda: len(self.events(name)) >= count, lambda: f"no {count} {name!r} events", timeout
         )
+        return self.events(name)
 
     def wait_for_replicas(self, replicas: int, timeout: float = 90) -> None:
         """Until each of `replicas` replicas has been given partitions at least once."""
-        deadline = time.monotonic() + timeout
-        while True:
-            assigned = {e["replica"] for e in self.events("partitions_assigned") if e["partitions"]}
-            if len(assigned) >= replicas:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"only replicas {sorted(assigned)} got partitions in {timeout}s:\n"
-                    f"{self.log.read_text()[-3000:]}"
-                )
-            assert self.proc.poll() is None, (
-                f"packflow run exited early:\n{self.log.read_text()[-3000:]}"
-            )
-            time.sleep(0.2)
+
+        def assigned() -> set[int]:
+            return {e["replica"] for e in self.events("partitions_assigned") if e["partitions"]}
+
+        self._until(
+            lambda: len(assigned()) >= replicas,
+            lambda: f"only replicas {sorted(assigned())} got partitions",
+            timeout,
+        )
 
     def terminate(self, timeout: float = 60) -> int:
         """SIGTERM, then the exit code (the test fails if it does not exit in time)."""
