@@ -3,7 +3,9 @@ benchmarks and tests).
 
 Deterministic for a seed: numeric fields are normally distributed (what a model expects of
 standardised features), the id field is `<prefix><n>`, timestamps are the current time in
-the field's unit. Fields of other types get fastavro's random values.
+the field's unit, a string field marked `"generate": "sentence"` gets sentences of 4 to 40
+words (text records for the text-embedding backend). Fields of other types get fastavro's
+random values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,67 @@ from typing import Any
 
 import fastavro.utils
 import numpy as np
+
+_WORDS = [
+    "the",
+    "a",
+    "stream",
+    "record",
+    "model",
+    "batch",
+    "replica",
+    "partition",
+    "broker",
+    "result",
+    "key",
+    "offset",
+    "topic",
+    "consumer",
+    "producer",
+    "inference",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "data",
+    "science",
+    "kafka",
+    "torch",
+    "vector",
+    "text",
+    "embedding",
+    "order",
+    "duplicate",
+    "letter",
+    "dead",
+    "latency",
+    "throughput",
+    "metric",
+    "scale",
+    "group",
+    "commit",
+    "transaction",
+    "device",
+    "host",
+    "memory",
+    "copy",
+    "kernel",
+    "token",
+    "sentence",
+]
+
+
+def _sentences(rng: np.random.Generator, n: int) -> list[str]:
+    lengths = rng.integers(4, 41, n)
+    picks = rng.integers(0, len(_WORDS), int(lengths.sum()))
+    out, at = [], 0
+    for length in lengths.tolist():
+        out.append(" ".join(_WORDS[i] for i in picks[at : at + length]).capitalize() + ".")
+        at += length
+    return out
 
 
 def _kind(field_type: Any) -> str:
@@ -56,6 +119,8 @@ def synthetic_records(
                 columns[name] = [now_ms * 1000] * n
             elif kind == "boolean":
                 columns[name] = rng.integers(0, 2, n).astype(bool).tolist()
+            elif kind == "string" and field.get("generate") == "sentence":
+                columns[name] = _sentences(rng, n)
             elif kind == "string":
                 columns[name] = [f"{name}-{base + i}" for i in range(n)]
             else:

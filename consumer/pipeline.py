@@ -5,6 +5,11 @@
 Every input message leaves as exactly one of: a result to publish, a dead letter, or a repeat
 (its key was already answered). A stage that fails for the whole batch is retried record by
 record, so one bad record never fails its neighbours.
+
+A call is `complete(prepare(batch))`. `prepare` holds the host-side work (decode, keys,
+repeats, the backend's host stages); `complete` the rest (the backend's execute and
+transform_outputs, validation, encoding). With `--overlap` the replica runs them on two
+threads, one batch apart.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from consumer.dedup import AnsweredKeys
 from consumer.errors import DecodeError, EncodeError
 from consumer.headers import Stage
 from consumer.keys import record_keys
-from packflow import InferenceBackend
+from packflow import InferenceBackend, PreparedBatch
 from packflow.errors import BackendError, ValidationError
 
 
@@ -52,6 +57,21 @@ class Outcome(Generic[M]):
     dead: list[tuple[M, Failure]] = field(default_factory=list)
     repeats: list[M] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Staged(Generic[M]):
+    """A batch after `Pipeline.prepare`: what `complete` needs to finish it."""
+
+    batch: Sequence[M]
+    decoded: list[Any]
+    keys: list[str]
+    todo: list[int]  # indexes of the records to infer: decoded, and not repeats
+    repeats: list[M]
+    records: list[Any]  # the records at `todo`
+    # The backend's host stages' output, or the batch-wide error they raised.
+    prepared: PreparedBatch | BackendError | ValidationError | None
+    seconds: dict[str, float]
 
 
 class _Coordinates(Sequence[tuple[str, int, int]]):
@@ -103,7 +123,11 @@ class Pipeline:
         self.id_field = id_field
 
     def __call__(self, batch: Sequence[M]) -> Outcome[M]:
-        outcome: Outcome[M] = Outcome()
+        return self.complete(self.prepare(batch))
+
+    def prepare(self, batch: Sequence[M]) -> Staged[M]:
+        """Decode, key, drop repeats (claiming the keys of the rest), and run the backend's
+        host stages."""
         started = time.perf_counter()
         decoded = self.decoder.decode_batch([m.value() for m in batch])
         records = [None if isinstance(d, DecodeError) else d for d in decoded]
@@ -112,13 +136,33 @@ class Pipeline:
 
         live = [i for i, r in enumerate(records) if r is not None]
         todo: list[int] = []
+        repeats = []
         for i, fresh in zip(live, self.answered.claim([keys[i] for i in live]), strict=True):
             if fresh:
                 todo.append(i)
             else:
-                outcome.repeats.append(batch[i])
+                repeats.append(batch[i])
+        chosen: list[Any] = [records[i] for i in todo]
+        prepared: PreparedBatch | BackendError | ValidationError | None = None
+        if chosen:
+            try:
+                prepared = self.backend.prepare(chosen)
+            except (BackendError, ValidationError) as exc:
+                prepared = exc  # `complete` finds the bad records one by one
+        seconds = {"decode": decoded_at - started, "backend": time.perf_counter() - decoded_at}
+        return Staged(batch, decoded, keys, todo, repeats, chosen, prepared, seconds)
 
-        inferred = self._infer([records[i] for i in todo])
+    def abandon(self, staged: Staged[M]) -> None:
+        """Give up a prepared batch (its partitions went elsewhere): release its claims, so
+        that the records are answered when they come again."""
+        self.answered.release([staged.keys[i] for i in staged.todo])
+
+    def complete(self, staged: Staged[M]) -> Outcome[M]:
+        """Run the rest of the backend, encode, and sort every message into the outcome."""
+        batch, keys, todo = staged.batch, staged.keys, staged.todo
+        outcome: Outcome[M] = Outcome(repeats=staged.repeats)
+        started = time.perf_counter()
+        inferred = self._infer(staged.records, staged.prepared)
         inferred_at = time.perf_counter()
         encoded = self._answers([keys[i] for i in todo], inferred)
 
@@ -126,10 +170,10 @@ class Pipeline:
             # The common batch: every record decoded, new, and answered.
             outcome.results = list(zip(batch, keys, encoded, strict=True))  # type: ignore[arg-type]
         else:
-            self._sort(batch, decoded, keys, dict(zip(todo, encoded, strict=True)), outcome)
+            self._sort(batch, staged.decoded, keys, dict(zip(todo, encoded, strict=True)), outcome)
         outcome.seconds = {
-            "decode": decoded_at - started,
-            "backend": inferred_at - decoded_at,
+            "decode": staged.seconds["decode"],
+            "backend": staged.seconds["backend"] + inferred_at - started,
             "encode": time.perf_counter() - inferred_at,
         }
         return outcome
@@ -169,12 +213,21 @@ class Pipeline:
             answers[j] = answer
         return answers
 
-    def _infer(self, records: list[Any]) -> list[Any]:
-        """One answer per record: its output, or a `Failure`."""
+    def _infer(
+        self,
+        records: list[Any],
+        prepared: PreparedBatch | BackendError | ValidationError | None = None,
+    ) -> list[Any]:
+        """One answer per record: its output, or a `Failure`. `prepared`: the records
+        through the backend's host stages already (or the error those raised)."""
         if not records:
             return []
         try:
-            result = self.backend.run_batch(records)
+            if isinstance(prepared, Exception):
+                raise prepared
+            if prepared is None:
+                prepared = self.backend.prepare(records)
+            result = self.backend.complete(prepared)
         except (BackendError, ValidationError) as exc:
             if len(records) == 1:
                 return [failure_of(exc)]

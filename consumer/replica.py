@@ -3,7 +3,9 @@
 The main thread owns the Kafka consumer: it polls (so a slow model never trips
 `max.poll.interval.ms`), queues records per partition, pauses partitions whose queue is full,
 commits between batches, and handles rebalances. A worker thread takes micro-batches from the
-queues, runs the pipeline and produces results and dead letters. At-least-once commits a
+queues, runs the pipeline and produces results and dead letters. With `overlap`, a second
+thread takes and prepares the next batch (decode, the backend's host stages) while the worker
+completes the current one (the backend's execute, on an accelerator, say). At-least-once commits a
 partition's offsets only after a producer flush has seen every output of the records before
 them acknowledged (consumer/offsets.py); exactly-once commits them inside the transaction
 that holds those outputs (consumer/transactions.py).
@@ -11,7 +13,9 @@ that holds those outputs (consumer/transactions.py).
 
 from __future__ import annotations
 
+import itertools
 import os
+import queue
 import threading
 import time
 from collections import Counter
@@ -29,7 +33,7 @@ from consumer.headers import (
     trace_headers,
 )
 from consumer.offsets import OffsetTracker
-from consumer.pipeline import Outcome, Pipeline
+from consumer.pipeline import Outcome, Pipeline, Staged
 from consumer.settings import (
     RuntimeSettings,
     SettingsError,
@@ -44,6 +48,10 @@ from packflow.logging import get_logger
 from packflow.profiling import Profiler
 
 TP = tuple[str, int]
+Runs = list[tuple[TP, list[Message]]]
+# A taken micro-batch: its runs, each partition's assignment generation when it was taken,
+# and (with overlap) the batch already prepared.
+Taken = tuple[Runs, dict[TP, int], Staged[Message] | None]
 _FETCH_MAX = 1000
 _FLUSH_WAIT_S = 5.0  # for acknowledgements before a periodic commit; later ones retry
 _HOLD_S = 1.0  # a full queue holds fetching this long before its partition is paused
@@ -60,6 +68,14 @@ def load_backend_for(settings: RuntimeSettings) -> InferenceBackend:
             "directory holding a packflow.yaml (or give --project)"
         )
     return InferenceBackendLoader.from_project(project, **settings.backend_config)
+
+
+def _next(ahead: queue.Queue[Taken]) -> Taken:
+    """The next prepared batch, or an empty one after a moment without one."""
+    try:
+        return ahead.get(timeout=0.1)
+    except queue.Empty:
+        return [], {}, None
 
 
 def _where(message: Message) -> tuple[str, int, int]:
@@ -88,7 +104,10 @@ class Replica:
         self._answered = AnsweredKeys(settings.dedup_max_keys, settings.dedup_ttl_s)
         # Guards `_assigned`, `_rewinding` and `_seeks` between the fetch side and the worker.
         self._lock = threading.Lock()
-        self._assigned: set[TP] = set()
+        # Assigned partitions -> their generation, renewed at each assignment and rewind: a
+        # batch taken before either must not run (its records will be read again).
+        self._assigned: dict[TP, int] = {}
+        self._generations = itertools.count(1)
         self._paused: set[TP] = set()
         self._full_since: dict[TP, float] = {}
         self._consumer: Consumer | None = None
@@ -260,44 +279,94 @@ class Replica:
     # -- the inference side --------------------------------------------------------------------
 
     def _work(self, pipeline: Pipeline) -> None:
-        settings = self.settings
-        wait_s = settings.max_wait_ms / 1000
+        ahead: queue.Queue[Taken] | None = None
+        preparer = None
+        if self.settings.overlap:
+            ahead = queue.Queue(maxsize=1)
+            preparer = threading.Thread(
+                target=self._prepare_ahead, args=(pipeline, ahead), name="prepare", daemon=True
+            )
+            preparer.start()
         try:
             while not self._worker_stop.is_set():
                 if self._commit_due.is_set():
                     time.sleep(0.002)  # the fetch side is committing: keep out of its way
                     continue
-                runs = self._queues.take_runs(settings.max_batch_size, wait_s)
+                runs, generations, staged = self._take() if ahead is None else _next(ahead)
                 with self._batch_lock:
-                    runs = self._owned(runs)
-                    owned = [m for _, run in runs for m in run]
-                    # Runs keep offset order: per partition, the first and last offsets read.
-                    read = [(tp, run[0].offset() or 0, run[-1].offset() or 0) for tp, run in runs]
-                    txn = self._txn
-                    if owned:
-                        if txn is not None:
-                            txn.begin()
-                        outcome = pipeline(owned)
-                        self._publish(outcome)
-                        if txn is None:
-                            self._tracker.published({tp: last + 1 for tp, _, last in read})
-                        else:
-                            txn.read(read, [key for _, key, _ in outcome.results])
+                    self._complete(pipeline, runs, generations, staged)
                 # Exactly-once commits when the interval is up, or at once when the input is
                 # idle. The fetch side commits: librdkafka's send_offsets_to_transaction waits
                 # for a rebalance in progress, which only the polling thread can finish.
+                txn = self._txn
                 if txn is not None and (txn.due() or (not runs and txn.open)):
                     self._commit_due.set()
         except Exception as exc:  # a bug, not bad data: stop the replica without committing it
             self.fatal = f"inference worker: {type(exc).__name__}: {exc}"
             self.log.exception("worker_failed")
+        finally:
+            self._worker_stop.set()
+            if preparer is not None:
+                preparer.join()
 
-    def _owned(self, runs: list[tuple[TP, list[Message]]]) -> list[tuple[TP, list[Message]]]:
-        """(holding `_batch_lock`) The runs of partitions still assigned: a revoke drops a
-        partition, then waits for the batch lock, so no batch works on it afterwards."""
+    def _take(self) -> Taken:
+        settings = self.settings
+        runs = self._queues.take_runs(settings.max_batch_size, settings.max_wait_ms / 1000)
         with self._lock:
             assigned = self._assigned
-            return [(tp, run) for tp, run in runs if tp in assigned]
+            return runs, {tp: assigned.get(tp, 0) for tp, _ in runs}, None
+
+    def _prepare_ahead(self, pipeline: Pipeline, ahead: queue.Queue[Taken]) -> None:
+        """(overlap) Take and prepare batches, one ahead of the worker."""
+        try:
+            while not self._worker_stop.is_set():
+                runs, generations, _ = self._take()
+                messages = [m for _, run in runs for m in run]
+                taken = (runs, generations, pipeline.prepare(messages) if messages else None)
+                while not self._worker_stop.is_set():
+                    try:
+                        ahead.put(taken, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except Exception as exc:  # a bug, not bad data: stop the replica
+            self.fatal = f"prepare: {type(exc).__name__}: {exc}"
+            self.log.exception("prepare_failed")
+
+    def _complete(
+        self,
+        pipeline: Pipeline,
+        runs: Runs,
+        generations: dict[TP, int],
+        staged: Staged[Message] | None,
+    ) -> None:
+        """(holding `_batch_lock`) Run and publish the runs of partitions still assigned
+        since they were taken, then record their offsets (or the transaction's reads). A
+        revoke drops a partition, then waits for the batch lock, so no batch works on it
+        afterwards."""
+        with self._lock:
+            assigned = self._assigned
+            owned = [(tp, run) for tp, run in runs if assigned.get(tp) == generations[tp]]
+        if staged is not None and len(owned) < len(runs):
+            # Prepared with records no longer ours: prepare the rest again.
+            pipeline.abandon(staged)
+            staged = None
+        if not owned:
+            return
+        # Runs keep offset order: per partition, the first and last offsets read.
+        read = [(tp, run[0].offset() or 0, run[-1].offset() or 0) for tp, run in owned]
+        txn = self._txn
+        if txn is not None:
+            txn.begin()
+        if staged is None:
+            outcome = pipeline([m for _, run in owned for m in run])
+        else:
+            outcome = pipeline.complete(staged)
+        self._publish(outcome)
+        if txn is None:
+            self._tracker.published({tp: last + 1 for tp, _, last in read})
+        else:
+            txn.read(read, [key for _, key, _ in outcome.results])
 
     def _end_transaction(self) -> None:
         """(fetch side, holding `_batch_lock`) Commit the open transaction; after an abort,
@@ -315,6 +384,8 @@ class Replica:
     def _rewind(self, aborted: Aborted) -> None:
         self._answered.release(aborted.keys)
         with self._lock:
+            for tp in aborted.rewind.keys() & self._assigned.keys():
+                self._assigned[tp] = next(self._generations)
             self._rewinding |= aborted.rewind.keys()
             self._queues.drop(aborted.rewind.keys())
             self._seeks.update(aborted.rewind)
@@ -453,7 +524,8 @@ class Replica:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
         with self._lock:
-            self._assigned |= tps
+            for tp in tps:
+                self._assigned[tp] = next(self._generations)
         self.log.info("partitions_assigned", partitions=sorted(p for _, p in tps))
         self.counts["rebalances"] += 1
 
@@ -472,7 +544,8 @@ class Replica:
         finish, and (when still owned) commit what is done before they go."""
         deadline = self._shutdown_by or time.monotonic() + self.settings.shutdown_timeout_s
         with self._lock:
-            self._assigned -= tps
+            for tp in tps:
+                self._assigned.pop(tp, None)
             self._queues.drop(tps)
         if self._txn is not None:
             self._settle_transaction(commit, deadline)

@@ -69,6 +69,9 @@ class RuntimeSettings(BaseSettings):
     result_headers: bool = Field(
         False, description="packflow.backend* and packflow.source.* headers on every result"
     )
+    overlap: bool = Field(
+        False, description="prepare the next batch on the host while the current one executes"
+    )
     dedup_max_keys: int = Field(100_000, ge=1)
     dedup_ttl_s: float = Field(3600.0, gt=0)
     max_queued_per_partition: int = Field(4096, ge=1)

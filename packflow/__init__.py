@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from importlib.metadata import version as _distribution_version
 
-from packflow.backend import BatchResult, ExecutionMetrics, InferenceBackend, OutputKeysWarning
+from packflow.backend import (
+    BatchResult,
+    ExecutionMetrics,
+    InferenceBackend,
+    OutputKeysWarning,
+    PreparedBatch,
+)
 from packflow.config import BackendConfig
 from packflow.errors import (
     BackendError,
@@ -42,6 +48,7 @@ __all__ = [
     "OutputKeysWarning",
     "PackflowError",
     "PackflowProject",
+    "PreparedBatch",
     "PreprocessError",
     "Profiler",
     "ProjectError",

@@ -16,11 +16,17 @@ Three ways to run it:
 - `backend.validate(sample)` / `backend.check_io(sample)`: for authors and tests; they raise
   the first `ValidationError`.
 
+`run_batch` is `complete(prepare(records))`: `prepare` runs the host stages (preprocess,
+transform_inputs), `complete` the rest (execute, transform_outputs, validation). The runtime
+may call them on two threads, so that the next batch is prepared on the host while the
+current one executes on an accelerator (`packflow run --overlap`).
+
 Every call is timed per stage into `backend.profiler` (see `packflow.profiling`).
 """
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -60,6 +66,17 @@ class BatchResult:
     def ok(self) -> bool:
         """True when every row passed validation."""
         return not self.failures
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedBatch:
+    """A batch through the host stages (preprocess, transform_inputs): `data` is what
+    `execute` takes. Made by `prepare`, consumed by `complete`."""
+
+    size: int
+    data: Any
+    timings: dict[str, float]
+    host_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,10 +128,15 @@ class InferenceBackend:
         self.logger = get_logger(backend=self.name)
         self.profiler = Profiler()
         self._last_batch_size = 0
-        self._stages: list[Stage] = [("preprocess", get_preprocessor(self.config))]
+        # Host stages (`prepare`), then device stages (`complete`); execute always runs.
+        self._host_stages: list[Stage] = [("preprocess", get_preprocessor(self.config))]
+        self._device_stages: list[Stage] = []
         for stage in ("transform_inputs", "execute", "transform_outputs"):
-            if getattr(type(self), stage) is not getattr(InferenceBackend, stage):
-                self._stages.append((stage, getattr(self, stage)))
+            if stage == "execute" or getattr(type(self), stage) is not getattr(
+                InferenceBackend, stage
+            ):
+                side = self._host_stages if stage == "transform_inputs" else self._device_stages
+                side.append((stage, getattr(self, stage)))
         self._initialize()
 
     def __repr__(self) -> str:
@@ -149,11 +171,10 @@ class InferenceBackend:
     def __call__(self, inputs: dict[str, Any] | list[dict[str, Any]]) -> Any:
         """Run the pipeline: a dict in gives a dict out, a list of dicts a list of the same
         length. Rows are not validated here (see `validate` and `run_batch`)."""
-        records = validation.check_inputs(inputs)
-        timings: dict[str, float] = {}
+        prepared = self.prepare(validation.check_inputs(inputs))
         started = time.perf_counter()
-        outputs = validation.check_batch(len(records), self._run(records, timings))
-        self._finish(len(records), timings, started)
+        outputs = self._complete(prepared)
+        self._finish(prepared, started)
         return outputs[0] if isinstance(inputs, dict) else outputs
 
     def run_batch(self, records: list[dict[str, Any]]) -> BatchResult:
@@ -165,14 +186,26 @@ class InferenceBackend:
         list of the batch's length) and `BackendError` when a stage raises: in both cases no
         row can be blamed, and the caller may retry the rows one at a time.
         """
+        return self.complete(self.prepare(records))
+
+    def prepare(self, records: list[dict[str, Any]]) -> PreparedBatch:
+        """The host stages of `run_batch` (preprocess, transform_inputs); raises as it does."""
         records = validation.check_inputs(records)
         timings: dict[str, float] = {}
         started = time.perf_counter()
-        outputs = validation.check_batch(len(records), self._run(records, timings))
+        # An empty batch has nothing to answer: user code never sees one.
+        data = self._run(self._host_stages, records, timings) if records else []
+        return PreparedBatch(len(records), data, timings, time.perf_counter() - started)
+
+    def complete(self, prepared: PreparedBatch) -> BatchResult:
+        """The rest of `run_batch` on a prepared batch: execute, transform_outputs, and the
+        validation of every output row."""
+        started = time.perf_counter()
+        outputs = self._complete(prepared)
         checked = time.perf_counter()
         failures = validation.row_failures(outputs)
-        timings["validate"] = time.perf_counter() - checked
-        self._finish(len(records), timings, started)
+        prepared.timings["validate"] = time.perf_counter() - checked
+        self._finish(prepared, started)
         return BatchResult(outputs, failures)
 
     def validate(self, inputs: dict[str, Any] | list[dict[str, Any]]) -> Any:
@@ -205,12 +238,14 @@ class InferenceBackend:
         total = self.profiler.last.get("total", 0.0) * 1000
         return ExecutionMetrics(self._last_batch_size, times, total)
 
-    def _run(self, records: list[dict[str, Any]], timings: dict[str, float]) -> Any:
-        # An empty batch has nothing to answer: user code never sees one.
-        if not records:
+    def _complete(self, prepared: PreparedBatch) -> list[Any]:
+        if not prepared.size:
             return []
-        data: Any = records
-        for stage, step in self._stages:
+        outputs = self._run(self._device_stages, prepared.data, prepared.timings)
+        return validation.check_batch(prepared.size, outputs)
+
+    def _run(self, stages: list[Stage], data: Any, timings: dict[str, float]) -> Any:
+        for stage, step in stages:
             started = time.perf_counter()
             try:
                 data = step(data)
@@ -226,8 +261,10 @@ class InferenceBackend:
             timings[stage] = time.perf_counter() - started
         return data
 
-    def _finish(self, batch_size: int, timings: dict[str, float], started: float) -> None:
-        timings["total"] = time.perf_counter() - started
+    def _finish(self, prepared: PreparedBatch, completing_since: float) -> None:
+        # Busy time on both sides; time spent waiting between prepare and complete is not.
+        timings, batch_size = prepared.timings, prepared.size
+        timings["total"] = prepared.host_s + time.perf_counter() - completing_since
         self.profiler.record(timings)
         self._last_batch_size = batch_size
         if self.config.verbose:
@@ -247,4 +284,8 @@ class InferenceBackend:
                 backend=self.name,
                 stage="initialize",
             ) from exc
-        self.logger.info("backend_initialized", seconds=round(time.perf_counter() - started, 6))
+        self.logger.info(
+            "backend_initialized",
+            seconds=round(time.perf_counter() - started, 6),
+            pid=os.getpid(),  # which process: one per replica
+        )

@@ -51,6 +51,13 @@ def run(
             help="backend and source topic/partition/offset headers on each result",
         ),
     ] = None,
+    overlap: Annotated[
+        bool | None,
+        typer.Option(
+            "--overlap/--no-overlap",
+            help="prepare the next batch on the host while the current one executes (GPUs)",
+        ),
+    ] = None,
     shutdown_timeout: Annotated[float | None, typer.Option(help="seconds")] = None,
     config: Pairs = None,
     kafka: Pairs = None,
@@ -82,6 +89,7 @@ def run(
         registry_url=registry_url,
         result_format=result_format,
         result_headers=result_headers,
+        overlap=overlap,
         shutdown_timeout_s=shutdown_timeout,
         backend_config=_config_values(parse_pairs(config, "--config")),
         kafka=parse_pairs(kafka, "--kafka"),

@@ -1,0 +1,10 @@
+"""The torch MLP backend: a small torch classifier over the demo input's 16 features."""
+
+from __future__ import annotations
+
+from backends.torch_mlp.backend import TorchMLPBackend, TorchMLPConfig
+
+# `backends.torch_mlp:Backend`, as for the other shipped backends.
+Backend = TorchMLPBackend
+
+__all__ = ["Backend", "TorchMLPBackend", "TorchMLPConfig"]
