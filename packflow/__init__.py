@@ -11,6 +11,7 @@ The SDK imports nothing from the Kafka runtime (`consumer`): it runs anywhere Py
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _distribution_version
 
 from packflow.backend import (
@@ -35,7 +36,10 @@ from packflow.preprocessors import register_preprocessor
 from packflow.profiling import Profiler, StageStats
 from packflow.project import PackflowProject
 
-__version__ = _distribution_version("packflow")
+try:
+    __version__ = _distribution_version("packflow")
+except PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "BackendConfig",
