@@ -6,7 +6,7 @@ with and without `--overlap`, on the CPU or a GPU.
 
 For each backend (`torch-mlp` over demo records, `text-embedding` over text records of
 `schemas/text_input.avsc`) an input topic of `--partitions` partitions is pre-filled, then
-one replica (`packflow run`, at-least-once) reads it whole for each `--batch-sizes` value,
+one replica (`packflow run`, at-least-once; `--replicas` for more) reads it whole for each `--batch-sizes` value,
 each with its own consumer group and results topic (log-append times). Batch size 1 reads a
 topic of its own, smaller (`--*-batch1-records`): at its speed the rate is steady long before
 the end. Reported per run: records/s from the replica's partition assignment to its last
@@ -94,7 +94,7 @@ class GpuSampler(threading.Thread):
 
 
 def assigned_at(log: Path) -> int:
-    """Wall-clock ms of the replica's first `partitions_assigned` log event."""
+    """Wall-clock ms of the first `partitions_assigned` log event (of any replica)."""
     for line in log.read_bytes().splitlines():
         try:
             event = json.loads(line)
@@ -127,6 +127,7 @@ def one_run(
         "--backend", BACKENDS[backend][0], "--schema", BACKENDS[backend][1],
         "--max-batch-size", str(batch_size), "--max-wait-ms", str(args.max_wait_ms),
         "--overlap" if overlap else "--no-overlap",
+        "--replicas", str(args.replicas),
         "--config", f"device={args.device}",
         "--config", f"half_precision={'true' if args.half else 'false'}",
         "--bootstrap-servers", bootstrap, "--input-topic", t.input,
@@ -159,6 +160,8 @@ def one_run(
     span = max(results.last_ms - results.first_ms, 1) / 1000
     row: dict[str, Any] = {
         "backend": backend,
+        "replicas": args.replicas,
+        "half": args.half,
         "batch_size": batch_size,
         "overlap": overlap,
         "records": count,
@@ -190,6 +193,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,256,4096")
     parser.add_argument("--overlap", default="off,on", help="off, on, or off,on")
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--replicas", type=int, default=1, help="replicas (processes) per run")
     parser.add_argument("--max-wait-ms", type=int, default=50)
     parser.add_argument("--mlp-records", type=int, default=200_000)
     parser.add_argument("--mlp-batch1-records", type=int, default=20_000)
@@ -235,14 +239,15 @@ def main() -> None:
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         (
-            "| backend | max_batch_size | overlap | records | records/s assigned to last "
-            "| first to last | start to last | GPU util % |"
+            "| backend | precision | replicas | max_batch_size | overlap | records "
+            "| records/s assigned to last | first to last | start to last | GPU util % |"
         ),
-        "|---|---:|---|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['backend']} | {r['batch_size']} | {'on' if r['overlap'] else 'off'} "
+            f"| {r['backend']} | {'float16' if r.get('half') else 'float32'} "
+            f"| {r.get('replicas', 1)} | {r['batch_size']} | {'on' if r['overlap'] else 'off'} "
             f"| {r['records']:,} | {r['assigned_to_last_rps']:,} | {r['first_to_last_rps']:,} | {r['start_to_last_rps']:,} "
             f"| {r.get('gpu_util_mean_pct', '-')} |"
         )
