@@ -10,8 +10,12 @@ COPY schemas schemas
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
+# `--build-arg EXTRAS=torch` adds the torch backends (torch_mlp, text_embedding; PyPI's
+# torch is the CUDA build: run with `--gpus all` for a GPU).
+ARG EXTRAS=""
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels \
+RUN pip install --no-cache-dir --find-links /wheels "$(ls /wheels/packflow-*.whl)${EXTRAS:+[$EXTRAS]}" \
+    && rm -rf /wheels \
     && useradd --create-home --uid 10001 packflow
 USER packflow
 WORKDIR /home/packflow

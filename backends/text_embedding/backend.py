@@ -8,13 +8,16 @@ embeddings under the attention mask), so `SentenceTransformer.encode(...,
 normalize_embeddings=True)` gives the same vectors.
 
 Host stages: tokenising (the model's fast tokenizer, called directly: transformers' wrapper
-around it costs as much again) and the copy to the device. Device stages:
-the transformer, pooling and normalising; then one copy back.
+around it costs as much again), sorting the batch by length into chunks of `chunk_size`
+texts padded to their own longest (a big batch padded to its longest text wastes most of
+the model's work on padding), and the copies to the device. Device stages: the transformer,
+pooling and normalising per chunk; then one copy back, in record order.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,18 @@ class TextEmbeddingConfig(TorchConfig):
     max_length: int = Field(256, ge=1, le=512)
     decimals: int | None = Field(6, ge=1, le=9, description="round outputs; None keeps float32")
     model_path: Path | None = Field(None, description="a model folder; default: the packaged one")
+    chunk_size: int = Field(
+        128, ge=1, description="texts per model call; a batch is sorted by length into chunks"
+    )
+
+
+@dataclass(frozen=True)
+class Chunks:
+    """A tokenised batch: device tensors per chunk of length-sorted texts, and the order
+    (`order[k]` is the record of the k-th sorted text)."""
+
+    tokens: list[dict[str, torch.Tensor]]
+    order: np.ndarray[Any, Any]
 
 
 class TextEmbeddingBackend(TorchBackend):
@@ -62,32 +77,49 @@ class TextEmbeddingBackend(TorchBackend):
         wrapper = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.tokenizer = wrapper.backend_tokenizer  # a tokenizers.Tokenizer, our own copy
         self.tokenizer.enable_truncation(self.config.max_length)
-        self.tokenizer.enable_padding(pad_id=wrapper.pad_token_id, pad_token=wrapper.pad_token)
+        self.tokenizer.no_padding()  # each chunk is padded to its own longest text
+        self.pad_id = int(wrapper.pad_token_id)
         self.model = self.placement.module(AutoModel.from_pretrained(path, local_files_only=True))
         self.logger.info("model_loaded", path=str(path), dim=self.model.config.hidden_size)
 
-    def transform_inputs(self, records: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    def transform_inputs(self, records: list[dict[str, Any]]) -> Chunks:
         field = self.config.text_field
         texts = [record.get(field) for record in records]
         for text in texts:
             if not isinstance(text, str):
                 raise TypeError(f"{field!r} must be a string, got {type(text).__name__}")
         encodings = self.tokenizer.encode_batch(texts)
-        tokens = {
-            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
-        }
-        return {name: self.placement.to_device(array) for name, array in tokens.items()}
+        # Sorted by length, so that a chunk pads only to its own longest text.
+        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        chunks = []
+        size = self.config.chunk_size
+        for start in range(0, len(order), size):
+            members = [encodings[i] for i in order[start : start + size]]
+            width = max(len(e.ids) for e in members)
+            ids = np.full((len(members), width), self.pad_id, dtype=np.int64)
+            types = np.zeros((len(members), width), dtype=np.int64)
+            mask = np.zeros((len(members), width), dtype=np.int64)
+            for row, e in enumerate(members):
+                n = len(e.ids)
+                ids[row, :n], types[row, :n], mask[row, :n] = e.ids, e.type_ids, 1
+            tokens = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+            chunks.append({k: self.placement.to_device(v) for k, v in tokens.items()})
+        return Chunks(chunks, order)
 
-    def execute(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
-        hidden = self.model(**tokens).last_hidden_state
-        mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
-        return torch.nn.functional.normalize(pooled.float(), dim=1)
+    def execute(self, batch: Chunks) -> tuple[torch.Tensor, np.ndarray[Any, Any]]:
+        pooled = []
+        for tokens in batch.tokens:
+            hidden = self.model(**tokens).last_hidden_state
+            mask = tokens["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled.append((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9))
+        return torch.nn.functional.normalize(torch.cat(pooled).float(), dim=1), batch.order
 
-    def transform_outputs(self, embeddings: torch.Tensor) -> list[dict[str, Any]]:
-        vectors = self.placement.to_host(embeddings)
+    def transform_outputs(
+        self, embedded: tuple[torch.Tensor, np.ndarray[Any, Any]]
+    ) -> list[dict[str, Any]]:
+        embeddings, order = embedded
+        vectors = np.empty((len(order), embeddings.shape[1]), dtype=np.float64)
+        vectors[order] = self.placement.to_host(embeddings)  # back in record order
         if self.config.decimals is not None:
-            vectors = np.round(vectors.astype(np.float64), self.config.decimals)
+            vectors = np.round(vectors, self.config.decimals)
         return [{"embedding": row} for row in vectors.tolist()]
