@@ -44,8 +44,11 @@ class TextEmbeddingConfig(TorchConfig):
     max_length: int = Field(256, ge=1, le=512)
     decimals: int | None = Field(6, ge=1, le=9, description="round outputs; None keeps float32")
     model_path: Path | None = Field(None, description="a model folder; default: the packaged one")
-    chunk_size: int = Field(
-        128, ge=1, description="texts per model call; a batch is sorted by length into chunks"
+    chunk_size: int | None = Field(
+        None,
+        ge=1,
+        description="texts per model call, a batch sorted by length into chunks; default 128 "
+        "on a CPU, 1024 on CUDA (where a call costs its kernel launches whatever its size)",
     )
 
 
@@ -92,7 +95,7 @@ class TextEmbeddingBackend(TorchBackend):
         # Sorted by length, so that a chunk pads only to its own longest text.
         order = np.argsort([len(e.ids) for e in encodings], kind="stable")
         chunks = []
-        size = self.config.chunk_size
+        size = self.config.chunk_size or (1024 if self.placement.cuda else 128)
         for start in range(0, len(order), size):
             members = [encodings[i] for i in order[start : start + size]]
             width = max(len(e.ids) for e in members)
