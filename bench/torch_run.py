@@ -16,6 +16,11 @@ run is a few batches), and from process start to the last result (imports and mo
 loading included); on CUDA, the GPU's utilisation
 (`nvidia-smi`, sampled every 100 ms between the first and the last result). Nothing is
 asserted.
+
+With `--replicas N` > 1 each run starts its replicas on an empty topic of its own and fills
+it once every replica holds partitions (a pre-filled topic would be half read by the first
+replica before the others have loaded their models); "assigned to last" then counts from the
+start of the fill.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from bench.workload import (
     Topics,
     _send,
     delete_topics,
+    group_settled,
     new_topics,
     prefill,
     producer,
@@ -64,6 +70,13 @@ def prefill_text(bootstrap: str, topic: str, count: int) -> None:
             p.poll(0)
     if p.flush(120):
         raise RuntimeError(f"prefill of {topic}: records left unacknowledged")
+
+
+def fill(bootstrap: str, backend: str, topic: str, count: int) -> None:
+    if backend == "mlp":
+        prefill(bootstrap, topic, count)
+    else:
+        prefill_text(bootstrap, topic, count)
 
 
 class GpuSampler(threading.Thread):
@@ -120,6 +133,10 @@ def one_run(
     overlap: bool,
 ) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
+    several = args.replicas > 1
+    if several:  # a topic of its own, filled once every replica holds partitions
+        input_topic = f"in-{tag}"
+        new_topics(bootstrap, [input_topic], args.partitions, results=False)
     t = Topics(input_topic, f"res-{tag}", f"dlq-{tag}", f"torch-bench-{tag}")
     new_topics(bootstrap, [t.results, t.dead_letters], args.partitions, results=True)
     command = [
@@ -145,6 +162,18 @@ def one_run(
     watcher = CommitWatcher(bootstrap, t.group, t.input, args.partitions)
     running = Running([command], log)
     try:
+        clock_ms = None
+        if several:
+            settled = wait_until(
+                lambda: group_settled(bootstrap, t.group, args.replicas),
+                args.timeout,
+                running.alive,
+                0.5,
+            )
+            if not settled:
+                raise RuntimeError(f"{args.replicas} replicas never all held partitions; see {log}")
+            clock_ms = int(time.time() * 1000)
+            fill(bootstrap, backend, input_topic, count)
         done = wait_until(lambda: watcher.total() >= count, args.timeout, running.alive, 0.5)
     finally:
         codes = running.stop()
@@ -156,7 +185,7 @@ def one_run(
     results = read_results(bootstrap, t.results, args.partitions)
     delete_topics(bootstrap, [t.results, t.dead_letters])
     assert results.first_ms is not None and results.last_ms is not None
-    assigned_ms = assigned_at(log)
+    assigned_ms = clock_ms if clock_ms is not None else assigned_at(log)
     span = max(results.last_ms - results.first_ms, 1) / 1000
     row: dict[str, Any] = {
         "backend": backend,
@@ -216,11 +245,9 @@ def main() -> None:
             small = getattr(args, f"{backend}_batch1_records")
             topics = {n: f"in-{backend}-{n}-{uuid.uuid4().hex[:6]}" for n in {full, small}}
             new_topics(bootstrap, topics.values(), args.partitions, results=False)
-            for n, topic in topics.items():
-                if backend == "mlp":
-                    prefill(bootstrap, topic, n)
-                else:
-                    prefill_text(bootstrap, topic, n)
+            if args.replicas == 1:
+                for n, topic in topics.items():
+                    fill(bootstrap, backend, topic, n)
             for size in sizes:
                 count = small if size == 1 else full
                 for overlap in overlaps:
