@@ -83,13 +83,24 @@ def test_kill_9_repeatedly(
     check(t)
 
 
+# With --overlap a prepared batch may outlive its partitions' assignment (a rebalance, an
+# aborted transaction's rewind): it must be dropped, not run, and nothing lost.
+OVERLAP = pytest.mark.parametrize("overlap", [False, True], ids=["plain", "overlap"])
+
+
+def overlap_flags(overlap: bool) -> tuple[list[str], str]:
+    return (["--overlap"], " (overlap)") if overlap else ([], "")
+
+
+@OVERLAP
 def test_scale_1_to_3_to_1(
-    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path, guarantee: str
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path, guarantee: str, overlap: bool
 ) -> None:
     pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
     records = demo_records(RECORDS)
     thirds = [records[i::3] for i in range(3)]
-    flags = [*LOGISTIC, "--guarantee", guarantee, "--max-batch-size", "128", *FAST_SESSION]
+    more, named = overlap_flags(overlap)
+    flags = [*LOGISTIC, "--guarantee", guarantee, "--max-batch-size", "128", *FAST_SESSION, *more]
     first = Run(pipeline, tmp_path / "first.log", *flags)
     extra: list[Run] = []
     try:
@@ -102,7 +113,7 @@ def test_scale_1_to_3_to_1(
         for run in extra:  # back to one replica, mid-stream
             assert run.terminate() == 0
         produce_records(pipeline, thirds[2])
-        t = tally("scale 1 -> 3 -> 1", guarantee, pipeline, ids_of(records))
+        t = tally(f"scale 1 -> 3 -> 1{named}", guarantee, pipeline, ids_of(records))
     finally:
         for run in [first, *extra]:
             assert run.terminate() == 0
@@ -110,12 +121,14 @@ def test_scale_1_to_3_to_1(
     check(t)
 
 
+@OVERLAP
 def test_zombie_frozen_past_the_session_timeout(
-    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path, guarantee: str
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path, guarantee: str, overlap: bool
 ) -> None:
     pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=6)
     records = demo_records(RECORDS)
-    run = start(pipeline, tmp_path, guarantee, 2, 64, *FAST_SESSION)
+    more, named = overlap_flags(overlap)
+    run = start(pipeline, tmp_path, guarantee, 2, 64, *FAST_SESSION, *more)
     try:
         run.wait_for("partitions_assigned", 2)
         produce_records(pipeline, records[: RECORDS // 2])
@@ -126,7 +139,9 @@ def test_zombie_frozen_past_the_session_timeout(
             time.sleep(10)  # > session.timeout.ms: the group moves on without it
         finally:
             os.kill(zombie, signal.SIGCONT)
-        t = tally("zombie (SIGSTOP 10 s > session timeout)", guarantee, pipeline, ids_of(records))
+        t = tally(
+            f"zombie (SIGSTOP 10 s > session timeout){named}", guarantee, pipeline, ids_of(records)
+        )
     finally:
         assert run.terminate() == 0
     t.record()
