@@ -11,6 +11,9 @@ backend rounds to 6 decimals).
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ from consumer.generate import synthetic_records
 from packflow.devices import load_state_dict
 from tests.conftest import TopicFactory
 from tests.kafka_io import collect, distinct_keys, produce
-from tests.runtime_io import Run, demo_records, make_pipeline, results_by_key
+from tests.runtime_io import PACKFLOW, Run, demo_records, make_pipeline, results_by_key
 
 MLP = "backends.torch_mlp:Backend"
 TEXT_PROJECT = str(Path(__file__).resolve().parents[2] / "backends" / "text_embedding")
@@ -139,3 +142,32 @@ def test_text_embeddings_through_kafka_equal_sentence_transformers(
     assert got.shape == (1500, 384)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("project", ["torch_mlp", "text_embedding"])
+def test_packflow_check_runs_each_torch_backend_offline(project: str) -> None:
+    directory = Path(TEXT_PROJECT).parent / project
+    sample = directory / "sample.jsonl"
+    checked = subprocess.run(
+        [PACKFLOW, "check", str(directory), "--input", str(sample)],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    outputs = [json.loads(line) for line in checked.stdout.splitlines()]
+    rows = [json.loads(line) for line in sample.read_text().splitlines()]
+    assert len(outputs) == len(rows) == 6
+    if project == "torch_mlp":
+        model = mlp_for(load_state_dict(WEIGHTS)).eval()
+        x = torch.tensor([[r[f"x{i}"] for i in range(16)] for r in rows], dtype=torch.float32)
+        with torch.inference_mode():
+            expected = torch.softmax(model(x), dim=1).numpy()
+        got = np.array([o["probabilities"] for o in outputs])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    else:
+        from sentence_transformers import SentenceTransformer
+
+        reference = SentenceTransformer(str(packaged_model_dir()), device="cpu")
+        expected = reference.encode([r["text"] for r in rows], normalize_embeddings=True)
+        got = np.array([o["embedding"] for o in outputs])
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
