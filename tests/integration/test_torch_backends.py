@@ -43,8 +43,12 @@ def decoded(records: list[dict[str, Any]], schema: str) -> list[dict[str, Any]]:
 
 
 def run_to_results(
-    run: Run, pipeline: Any, bootstrap: str, messages: list[tuple[bytes, bytes]], replicas: int
+    run: Run, pipeline: Any, records: list[dict[str, Any]], schema: str, replicas: int
 ) -> dict[str, list[dict[str, Any]]]:
+    """Produce the records once all replicas hold partitions; one result per record, and
+    the backend initialised once in each replica."""
+    encoder, bootstrap = make_encoder("schemaless", schema), pipeline.bootstrap
+    messages = [(r["id"].encode(), encoder.encode(r)) for r in records]
     try:
         run.wait_for_replicas(replicas)
         produce(bootstrap, pipeline.input, messages)
@@ -54,7 +58,24 @@ def run_to_results(
     assert code == 0
     by_key = results_by_key(got)
     assert len(got) == len(messages)  # one result per record, none repeated
+    assert sorted(by_key) == sorted(r["id"] for r in records)
+    initialized_once_per_replica(run, replicas)
     return by_key
+
+
+def mlp_direct(features: np.ndarray) -> np.ndarray:
+    """The MLP's probabilities, the model called directly on the CPU in one batch."""
+    model = mlp_for(load_state_dict(WEIGHTS)).eval()
+    with torch.inference_mode():
+        return torch.softmax(model(torch.from_numpy(features.astype(np.float32))), dim=1).numpy()
+
+
+def embeddings_direct(texts: list[str]) -> np.ndarray:
+    """The reference: sentence-transformers' own encode of the same packaged model."""
+    from sentence_transformers import SentenceTransformer
+
+    reference = SentenceTransformer(str(packaged_model_dir()), device="cpu")
+    return reference.encode(texts, normalize_embeddings=True, batch_size=256)
 
 
 def initialized_once_per_replica(run: Run, replicas: int) -> None:
@@ -81,25 +102,12 @@ def test_torch_mlp_through_kafka_equals_the_model_called_directly(
         "512",
         overlap,
     )
-    encoder = make_encoder("schemaless", "demo_input")
-    by_key = run_to_results(
-        run,
-        pipeline,
-        kafka_bootstrap,
-        [(r["id"].encode(), encoder.encode(r)) for r in records],
-        replicas=2,
-    )
-    initialized_once_per_replica(run, 2)
+    by_key = run_to_results(run, pipeline, records, "demo_input", replicas=2)
 
-    model = mlp_for(load_state_dict(WEIGHTS)).eval()
     rows = decoded(records, "demo_input")
-    features = np.array([[row[f"x{i}"] for i in range(16)] for row in rows], dtype=np.float32)
-    with torch.inference_mode():
-        expected = torch.softmax(model(torch.from_numpy(features)), dim=1).numpy()
-
+    expected = mlp_direct(np.array([[row[f"x{i}"] for i in range(16)] for row in rows]))
     got = np.array([by_key[r["id"]][0]["output"]["probabilities"] for r in records])
     labels = [by_key[r["id"]][0]["output"]["label"] for r in records]
-    assert sorted(by_key) == sorted(r["id"] for r in records)
     assert {by_key[r["id"]][0]["backend"] for r in records} == {"torch-mlp"}
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     assert labels == expected.argmax(axis=1).tolist()
@@ -108,8 +116,6 @@ def test_torch_mlp_through_kafka_equals_the_model_called_directly(
 def test_text_embeddings_through_kafka_equal_sentence_transformers(
     kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
 ) -> None:
-    from sentence_transformers import SentenceTransformer
-
     pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=4)
     records = list(synthetic_records(load_schema("text_input"), 1500, seed=3, id_prefix="text-"))
     run = Run(
@@ -124,20 +130,9 @@ def test_text_embeddings_through_kafka_equal_sentence_transformers(
         "--overlap",
         env={"HF_HUB_OFFLINE": "1"},
     )
-    encoder = make_encoder("schemaless", "text_input")
-    by_key = run_to_results(
-        run,
-        pipeline,
-        kafka_bootstrap,
-        [(r["id"].encode(), encoder.encode(r)) for r in records],
-        replicas=2,
-    )
-    initialized_once_per_replica(run, 2)
+    by_key = run_to_results(run, pipeline, records, "text_input", replicas=2)
 
-    reference = SentenceTransformer(str(packaged_model_dir()), device="cpu")
-    expected = reference.encode(
-        [r["text"] for r in records], normalize_embeddings=True, batch_size=256
-    )
+    expected = embeddings_direct([r["text"] for r in records])
     got = np.array([by_key[r["id"]][0]["output"]["embedding"] for r in records])
     assert got.shape == (1500, 384)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
@@ -158,16 +153,10 @@ def test_packflow_check_runs_each_torch_backend_offline(project: str) -> None:
     rows = [json.loads(line) for line in sample.read_text().splitlines()]
     assert len(outputs) == len(rows) == 6
     if project == "torch_mlp":
-        model = mlp_for(load_state_dict(WEIGHTS)).eval()
-        x = torch.tensor([[r[f"x{i}"] for i in range(16)] for r in rows], dtype=torch.float32)
-        with torch.inference_mode():
-            expected = torch.softmax(model(x), dim=1).numpy()
+        expected = mlp_direct(np.array([[r[f"x{i}"] for i in range(16)] for r in rows]))
         got = np.array([o["probabilities"] for o in outputs])
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
     else:
-        from sentence_transformers import SentenceTransformer
-
-        reference = SentenceTransformer(str(packaged_model_dir()), device="cpu")
-        expected = reference.encode([r["text"] for r in rows], normalize_embeddings=True)
+        expected = embeddings_direct([r["text"] for r in rows])
         got = np.array([o["embedding"] for o in outputs])
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
