@@ -57,6 +57,8 @@ class Outcome(Generic[M]):
     dead: list[tuple[M, Failure]] = field(default_factory=list)
     repeats: list[M] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    # The backend's own stage timings (its last call), when the batch reached it.
+    backend_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -171,6 +173,8 @@ class Pipeline:
             outcome.results = list(zip(batch, keys, encoded, strict=True))  # type: ignore[arg-type]
         else:
             self._sort(batch, staged.decoded, keys, dict(zip(todo, encoded, strict=True)), outcome)
+        if staged.records:
+            outcome.backend_seconds = self.backend.profiler.last
         outcome.seconds = {
             "decode": staged.seconds["decode"],
             "backend": staged.seconds["backend"] + inferred_at - started,

@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -32,6 +33,7 @@ from consumer.headers import (
     dead_letter_headers,
     trace_headers,
 )
+from consumer.metrics import Probes, ReplicaMetrics, serve
 from consumer.offsets import OffsetTracker
 from consumer.pipeline import Outcome, Pipeline, Staged
 from consumer.settings import (
@@ -116,6 +118,8 @@ class Replica:
         self._result_headers = ResultHeaders("", "")
         # decode/backend/encode wall time per batch; the backend profiles its own stages.
         self.profiler = Profiler()
+        self.metrics = ReplicaMetrics()
+        self.probes = Probes(settings.stuck_after_s)
         self._shutdown_by: float | None = None  # set once shutting down: no wait goes past it
         # The worker holds `_batch_lock` while it runs and publishes a batch; the fetch side
         # commits (offsets, or the transaction) holding it, between batches. `_commit_due`
@@ -136,8 +140,26 @@ class Replica:
 
     def run(self) -> int:
         """Run until stopped; returns the exit code (0 after a graceful shutdown)."""
+        server = self._serve_metrics()
+        try:
+            return self._run()
+        finally:
+            if server is not None:
+                server.shutdown()
+
+    def _serve_metrics(self) -> Any:
+        settings = self.settings
+        if settings.metrics_port is None:
+            return None
+        port = settings.metrics_port + self.index if settings.metrics_port else 0
+        server = serve(self.metrics, self.probes, settings.metrics_host, port)
+        self.log.info("metrics_serving", host=settings.metrics_host, port=server.server_port)
+        return server
+
+    def _run(self) -> int:
         settings = self.settings
         self._backend = backend = load_backend_for(settings)
+        self.probes.initialised = True
         self._result_headers = ResultHeaders(backend.name, str(backend.version))
         self.log = self.log.bind(backend=backend.name, backend_version=str(backend.version))
         pipeline = Pipeline(
@@ -193,6 +215,7 @@ class Replica:
         interval = self.settings.commit_interval_ms / 1000
         next_commit = time.monotonic() + interval
         while not self._stop.is_set() and self.fatal is None:
+            self.probes.loop_turned = time.monotonic()
             self._seek_rewound()
             if self._backpressure():
                 # consume(n, timeout) waits for n records or the timeout: at a moderate rate
@@ -217,6 +240,27 @@ class Replica:
                     self._commit_due.clear()
                     self._batch_lock.release()
                 next_commit = time.monotonic() + interval
+                self._measure_lag()
+        self.probes.fatal = self.fatal
+
+    def _measure_lag(self) -> None:
+        """Per assigned partition: records between what is done and the partition's end."""
+        consumer = self._consumer
+        assert consumer is not None
+        with self._lock:
+            assigned = list(self._assigned)
+        try:
+            positions = consumer.position([TopicPartition(*tp) for tp in assigned])
+        except KafkaException:
+            return
+        for p in positions:
+            if p.offset < 0:
+                continue  # nothing fetched yet
+            _, high = consumer.get_watermark_offsets(p, cached=True)
+            if high >= 0:
+                queued = self._queues.size((p.topic, p.partition))
+                lag = max(0, high - p.offset) + queued
+                self.metrics.lag.labels(p.topic, str(p.partition)).set(lag)
 
     def _accept(self, messages: list[Message]) -> None:
         by_partition: dict[TP, list[Message]] = {}
@@ -238,6 +282,7 @@ class Replica:
             for tp, batch in by_partition.items():
                 self._queues.put(tp, batch)
                 self.counts["records_in"] += len(batch)
+                self.metrics.records_in.inc(len(batch))
 
     def _consumer_error(self, error: KafkaError) -> None:
         if error.fatal():
@@ -390,6 +435,7 @@ class Replica:
             self._queues.drop(aborted.rewind.keys())
             self._seeks.update(aborted.rewind)
         self.counts["aborts"] += 1
+        self.metrics.aborts.inc()
         self.log.warning("transaction_aborted", partitions=sorted(p for _, p in aborted.rewind))
 
     def _seek_rewound(self) -> None:
@@ -448,6 +494,15 @@ class Replica:
         self.counts["repeats"] += len(outcome.repeats)
         self.counts["batches"] += 1
         self.profiler.record(outcome.seconds)
+        metrics = self.metrics
+        metrics.results.inc(len(outcome.results))
+        for _, failure in outcome.dead:
+            metrics.dead_letters.labels(failure.stage).inc()
+        metrics.duplicates.inc(len(outcome.repeats))
+        metrics.batches.inc()
+        metrics.batch_size.observe(len(outcome.results) + len(outcome.dead) + len(outcome.repeats))
+        metrics.observe_stages(outcome.seconds)
+        metrics.observe_stages(outcome.backend_seconds, prefix="backend.")
 
     def _produce(
         self,
@@ -528,6 +583,9 @@ class Replica:
                 self._assigned[tp] = next(self._generations)
         self.log.info("partitions_assigned", partitions=sorted(p for _, p in tps))
         self.counts["rebalances"] += 1
+        self.metrics.rebalances.labels("assigned").inc()
+        self.metrics.assigned.set(len(self._assigned))
+        self.probes.partitions = len(self._assigned)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
@@ -555,6 +613,14 @@ class Replica:
                     self._commit(only=tps, wait_s=max(0.0, deadline - time.monotonic()))
         self._tracker.forget(list(tps))
         self._paused -= tps
+        self.metrics.rebalances.labels("revoked" if commit else "lost").inc()
+        self.metrics.assigned.set(len(self._assigned))
+        self.probes.partitions = len(self._assigned)
+        for topic, partition in tps:
+            try:
+                self.metrics.lag.remove(topic, str(partition))
+            except KeyError:
+                pass  # never measured
         for tp in tps:
             self._full_since.pop(tp, None)
 

@@ -72,6 +72,11 @@ class RuntimeSettings(BaseSettings):
     overlap: bool = Field(
         False, description="prepare the next batch on the host while the current one executes"
     )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="serve /metrics /healthz /readyz; replica i on +i"
+    )
+    metrics_host: str = "0.0.0.0"
+    stuck_after_s: float = Field(60.0, gt=0, description="/healthz fails after this long")
     dedup_max_keys: int = Field(100_000, ge=1)
     dedup_ttl_s: float = Field(3600.0, gt=0)
     max_queued_per_partition: int = Field(4096, ge=1)

@@ -58,6 +58,10 @@ def run(
             help="prepare the next batch on the host while the current one executes (GPUs)",
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(help="serve /metrics /healthz /readyz (replica i: port + i; 0: any port)"),
+    ] = None,
     shutdown_timeout: Annotated[float | None, typer.Option(help="seconds")] = None,
     config: Pairs = None,
     kafka: Pairs = None,
@@ -90,6 +94,7 @@ def run(
         result_format=result_format,
         result_headers=result_headers,
         overlap=overlap,
+        metrics_port=metrics_port,
         shutdown_timeout_s=shutdown_timeout,
         backend_config=_config_values(parse_pairs(config, "--config")),
         kafka=parse_pairs(kafka, "--kafka"),

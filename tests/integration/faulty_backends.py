@@ -47,3 +47,12 @@ class Slow(InferenceBackend):
         if self.calls == 1:
             time.sleep(self.config.sleep_s)
         return [{"id": r["id"]} for r in inputs]
+
+
+class SlowStart(Poisoned):
+    """`Poisoned`, whose initialize() takes 3 s: long enough to see a replica not ready."""
+
+    name = "slow-start"
+
+    def initialize(self) -> None:
+        time.sleep(3)

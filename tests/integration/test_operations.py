@@ -1,0 +1,113 @@
+"""Operations against the real broker: metrics, health and readiness endpoints."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from consumer.codecs import make_encoder
+from tests.conftest import TopicFactory
+from tests.kafka_io import collect, distinct_keys, produce
+from tests.runtime_io import Run, demo_records, make_pipeline
+
+HERE = Path(__file__).parent
+SLOW_START = f"{HERE / 'faulty_backends.py'}:SlowStart"
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of /metrics: (name, sorted labels) -> value."""
+    status, text = get(f"{base}/metrics")
+    assert status == 200
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def until(check, timeout: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)
+
+
+def test_metrics_count_what_the_replica_did_and_readyz_flips_after_assignment(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=3)
+    encoder = make_encoder("single-object", "demo_input")
+    good = demo_records(2000)
+    raising = demo_records(4, seed=1)
+    for i, r in enumerate(raising):
+        r["id"] = f"raise-{i}"
+    corrupt = [(f"corrupt-{i}".encode(), b"\xc3\x01garbage" + bytes([i])) for i in range(6)]
+    run = Run(
+        pipeline,
+        tmp_path / "run.log",
+        "--backend",
+        SLOW_START,
+        "--codec",
+        "single-object",
+        "--metrics-port",
+        "0",
+    )
+    try:
+        (serving,) = run.wait_for("metrics_serving")
+        base = f"http://127.0.0.1:{serving['port']}"
+        # Alive at once; not ready while initialize() runs, nor before partitions come.
+        assert get(f"{base}/healthz") == (200, "ok\n")
+        assert get(f"{base}/readyz") == (503, "backend not initialised\n")
+        run.wait_for("partitions_assigned")
+        assert until(lambda: get(f"{base}/readyz")[0] == 200)
+        assert get(f"{base}/readyz") == (200, "ok: 3 partitions\n")
+
+        messages = [(r["id"].encode(), encoder.encode(r)) for r in good + raising] + corrupt
+        produce(kafka_bootstrap, pipeline.input, messages)
+        collect(kafka_bootstrap, pipeline.results, distinct_keys(2000), timeout=120)
+        # The same 300 records again: answered already, dropped as duplicates.
+        produce(kafka_bootstrap, pipeline.input, messages[:300])
+
+        expected = {
+            ("packflow_records_in_total", ()): 2310.0,
+            ("packflow_results_total", ()): 2000.0,
+            ("packflow_dead_letters_total", (("stage", "backend"),)): 4.0,
+            ("packflow_dead_letters_total", (("stage", "decode"),)): 6.0,
+            ("packflow_duplicates_dropped_total", ()): 300.0,
+        }
+
+        def settled() -> bool:
+            samples = scrape(base)
+            lags = [v for (name, _), v in samples.items() if name == "packflow_consumer_lag"]
+            done = all(samples.get(k) == v for k, v in expected.items())
+            return done and len(lags) == 3 and not any(lags)
+
+        assert until(settled), scrape(base)
+        samples = scrape(base)
+        assert samples[("packflow_assigned_partitions", ())] == 3.0
+        assert samples[("packflow_rebalances_total", (("kind", "assigned"),))] == 1.0
+        batches = samples[("packflow_batches_total", ())]
+        assert samples[("packflow_batch_size_count", ())] == batches
+        assert samples[("packflow_batch_size_sum", ())] == 2310.0  # every record, once
+        for stage in ("decode", "backend", "encode"):
+            assert samples[("packflow_stage_seconds_count", (("stage", stage),))] == batches
+        # The backend's own stages, for batches that reached it (not all-repeat ones).
+        executed = samples[("packflow_stage_seconds_count", (("stage", "backend.execute"),))]
+        assert 0 < executed < batches
+        assert get(f"{base}/nothing")[0] == 404
+    finally:
+        assert run.terminate() == 0
