@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from consumer.cli import demo, kafka, produce, project, results, run, topics
+from consumer.cli import demo, dlq, kafka, produce, project, results, run, topics
 from packflow.errors import PackflowError
 
 app = typer.Typer(
@@ -16,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(topics.app, name="topics")
+app.add_typer(dlq.app, name="dlq")
 app.command("check")(project.check)
 app.command("create")(project.create)
 app.command("export")(project.export)

@@ -56,3 +56,21 @@ class SlowStart(Poisoned):
 
     def initialize(self) -> None:
         time.sleep(3)
+
+
+class FixableConfig(BackendConfig):
+    broken: bool = True
+
+
+class Fixable(InferenceBackend):
+    """Sums the features; while `broken`, a batch holding a `raise-` record raises (the
+    runtime then finds those records one by one and dead-letters them)."""
+
+    backend_config_model = FixableConfig
+    config: FixableConfig
+    name = "fixable"
+
+    def execute(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self.config.broken and any(r["id"].startswith("raise-") for r in inputs):
+            raise RuntimeError("not fixed yet")
+        return [{"total": round(sum(r[f"x{i}"] for i in range(16)), 4)} for r in inputs]

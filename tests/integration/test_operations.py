@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -12,7 +15,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from consumer.codecs import make_encoder
 from tests.conftest import TopicFactory
 from tests.kafka_io import collect, distinct_keys, produce
-from tests.runtime_io import Run, demo_records, make_pipeline
+from tests.runtime_io import (
+    PACKFLOW,
+    Run,
+    demo_records,
+    make_pipeline,
+    produce_records,
+    results_by_key,
+)
 
 HERE = Path(__file__).parent
 SLOW_START = f"{HERE / 'faulty_backends.py'}:SlowStart"
@@ -111,3 +121,68 @@ def test_metrics_count_what_the_replica_did_and_readyz_flips_after_assignment(
         assert get(f"{base}/nothing")[0] == 404
     finally:
         assert run.terminate() == 0
+
+
+FIXABLE = f"{HERE / 'faulty_backends.py'}:Fixable"
+
+
+def packflow(*args: str) -> str:
+    done = subprocess.run([PACKFLOW, *args], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_dead_letters_fixed_and_replayed_get_their_results_once(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=3)
+    good = demo_records(300)
+    bad = demo_records(5, seed=1)
+    for i, r in enumerate(bad):
+        r["id"] = f"raise-{i}"
+    produce_records(pipeline, good + bad)
+
+    broken = Run(pipeline, tmp_path / "broken.log", "--backend", FIXABLE)
+    try:
+        collect(kafka_bootstrap, pipeline.results, distinct_keys(300), timeout=90)
+        letters = collect(kafka_bootstrap, pipeline.dead_letters, lambda got: len(got) >= 5)
+    finally:
+        assert broken.terminate() == 0
+    assert sorted((m.key() or b"").decode() for m in letters) == [r["id"] for r in bad]
+
+    where = ["--bootstrap-servers", kafka_bootstrap, "--topic", pipeline.dead_letters]
+    listed = packflow("dlq", "list", *where)
+    assert re.search(r"backend\s*│\s*RuntimeError\s*│\s*5\s*│", listed), listed
+    first = f"{pipeline.dead_letters}/{letters[0].partition()}/{letters[0].offset()}"
+    shown = json.loads(packflow("dlq", "show", first, *where))
+    assert shown["key"] == (letters[0].key() or b"").decode()
+    assert shown["headers"]["packflow.stage"] == "backend"
+    assert shown["record"]["id"] == shown["key"]
+
+    # The fix: the same backend, no longer broken. Replaying twice doubles nothing.
+    fixed = Run(
+        pipeline,
+        tmp_path / "fixed.log",
+        *("--backend", FIXABLE, "--config", "broken=false", "--metrics-port", "0"),
+    )
+    try:
+        (serving,) = fixed.wait_for("metrics_serving")
+        base = f"http://127.0.0.1:{serving['port']}"
+        fixed.wait_for("partitions_assigned")
+        replay = ["dlq", "replay", "--stage", "backend", "--input-topic", pipeline.input, *where]
+        assert packflow(*replay, "--dry-run").endswith(f"would replay 5 to {pipeline.input}\n")
+        assert packflow(*replay) == f"replayed 5 to {pipeline.input}\n"
+        collect(kafka_bootstrap, pipeline.results, distinct_keys(305), timeout=90)
+        assert packflow(*replay) == f"replayed 5 to {pipeline.input}\n"
+        dropped = ("packflow_duplicates_dropped_total", ())
+        assert until(lambda: scrape(base).get(dropped) == 5.0), scrape(base)
+        got = collect(kafka_bootstrap, pipeline.results, distinct_keys(305), timeout=30)
+    finally:
+        assert fixed.terminate() == 0
+    assert len(got) == 305  # 300, then the 5 replayed, each once
+    by_key = results_by_key(got)
+    for r in bad:
+        (result,) = by_key[r["id"]]
+        assert abs(result["output"]["total"] - sum(r[f"x{i}"] for i in range(16))) < 1e-3
+    # Nothing new was dead-lettered.
+    assert len(collect(kafka_bootstrap, pipeline.dead_letters, lambda got: len(got) >= 5)) == 5
