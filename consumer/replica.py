@@ -181,7 +181,9 @@ class Replica:
             producer_config(settings, self.instance) | {"on_delivery": self._delivery_failed}
         )
         self._consumer = Consumer(
-            consumer_config(settings, self.index) | {"on_commit": self._on_commit}
+            consumer_config(settings, self.index)
+            # The client id names the replica in `packflow status` and the broker's logs.
+            | {"on_commit": self._on_commit, "client.id": f"packflow-{self.instance}"}
         )
         if settings.guarantee == "exactly-once":
             # Fences an earlier instance with the same id and aborts its open transaction.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from consumer.cli import demo, dlq, kafka, produce, project, results, run, topics
+from consumer.cli import demo, dlq, kafka, produce, project, results, run, status, topics
 from packflow.errors import PackflowError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app.command("run")(run.run)
 app.command("produce")(produce.produce)
 app.command("results")(results.results)
 app.command("demo")(demo.demo)
+app.command("status")(status.status)
 
 
 def main() -> None:

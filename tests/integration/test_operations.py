@@ -10,6 +10,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.codecs import make_encoder
@@ -26,6 +27,7 @@ from tests.runtime_io import (
 
 HERE = Path(__file__).parent
 SLOW_START = f"{HERE / 'faulty_backends.py'}:SlowStart"
+LOGISTIC = "backends.logistic:Backend"
 
 
 def get(url: str) -> tuple[int, str]:
@@ -186,3 +188,58 @@ def test_dead_letters_fixed_and_replayed_get_their_results_once(
         assert abs(result["output"]["total"] - sum(r[f"x{i}"] for i in range(16))) < 1e-3
     # Nothing new was dead-lettered.
     assert len(collect(kafka_bootstrap, pipeline.dead_letters, lambda got: len(got) >= 5)) == 5
+
+
+def test_packflow_status_shows_the_real_groups_members_offsets_and_lag(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=4)
+    where = [
+        "--bootstrap-servers", kafka_bootstrap,
+        "--group-id", pipeline.group, "--input-topic", pipeline.input,
+    ]  # fmt: skip
+    run = Run(pipeline, tmp_path / "run.log", "--backend", LOGISTIC, "--replicas", "2")
+    try:
+        run.wait_for_replicas(2)
+        produce_records(pipeline, demo_records(1000))
+        collect(kafka_bootstrap, pipeline.results, distinct_keys(1000), timeout=90)
+
+        def caught_up() -> dict | None:
+            state = json.loads(packflow("status", "--json", *where))
+            held = [p for m in state["members"] for p in m["partitions"]]
+            return state if state["lag"] == 0 and sorted(held) == [0, 1, 2, 3] else None
+
+        state = until(caught_up)
+        assert state, packflow("status", "--json", *where)
+        table = packflow("status", *where)
+        # The truth, by other means: the replicas' own logs (before they leave) and a
+        # consumer's committed().
+        holds: dict[int, set[int]] = {0: set(), 1: set()}
+        for event in run.events():
+            if event.get("event") == "partitions_assigned":
+                holds[event["replica"]] |= set(event["partitions"])
+            elif event.get("event") in ("partitions_revoked", "partitions_lost"):
+                holds[event["replica"]] -= set(event["partitions"])
+    finally:
+        assert run.terminate() == 0
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": pipeline.group})
+    try:
+        tps = [TopicPartition(pipeline.input, p) for p in range(4)]
+        committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=10)}
+        ends = {p: consumer.get_watermark_offsets(tps[p], timeout=10)[1] for p in range(4)}
+    finally:
+        consumer.close()
+
+    assert state["state"] == "STABLE"
+    assert len(state["members"]) == 2
+    for member in state["members"]:
+        replica = int(member["client_id"].rsplit("-", 1)[1])  # packflow-<host>-<pid>-<index>
+        assert set(member["partitions"]) == holds[replica]
+    for p in state["partitions"]:
+        assert p["committed"] == committed[p["partition"]] == ends[p["partition"]] == p["end"]
+        assert p["lag"] == 0
+        assert p["member"] in {m["client_id"] for m in state["members"]}
+    assert sum(p["committed"] for p in state["partitions"]) == 1000
+    assert f"group {pipeline.group} on {pipeline.input}: STABLE, 2 members, lag 0" in table
+    for member in state["members"]:
+        assert member["client_id"] in table
