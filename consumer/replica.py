@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer.batcher import PartitionQueues
@@ -33,6 +34,7 @@ from consumer.headers import (
     dead_letter_headers,
     trace_headers,
 )
+from consumer.kafka_logs import kafka_logger
 from consumer.metrics import Probes, ReplicaMetrics, serve
 from consumer.offsets import OffsetTracker
 from consumer.pipeline import Outcome, Pipeline, Staged
@@ -110,6 +112,7 @@ class Replica:
         # batch taken before either must not run (its records will be read again).
         self._assigned: dict[TP, int] = {}
         self._generations = itertools.count(1)
+        self._lost_in_rebalance: set[int] = set()
         self._paused: set[TP] = set()
         self._full_since: dict[TP, float] = {}
         self._consumer: Consumer | None = None
@@ -140,12 +143,17 @@ class Replica:
 
     def run(self) -> int:
         """Run until stopped; returns the exit code (0 after a graceful shutdown)."""
+        self._bind_log_context()
         server = self._serve_metrics()
         try:
             return self._run()
         finally:
             if server is not None:
                 server.shutdown()
+
+    def _bind_log_context(self) -> None:
+        # Every event of this thread carries the replica, the backend's own included.
+        structlog.contextvars.bind_contextvars(replica=self.index, pid=os.getpid())
 
     def _serve_metrics(self) -> Any:
         settings = self.settings
@@ -178,12 +186,17 @@ class Replica:
         # Delivery reports only for failures: success is learnt from a flush before each
         # commit (at-least-once) or from the transaction's commit (exactly-once).
         self._producer = Producer(
-            producer_config(settings, self.instance) | {"on_delivery": self._delivery_failed}
+            producer_config(settings, self.instance)
+            | {"on_delivery": self._delivery_failed, "logger": kafka_logger("producer")}
         )
         self._consumer = Consumer(
             consumer_config(settings, self.index)
             # The client id names the replica in `packflow status` and the broker's logs.
-            | {"on_commit": self._on_commit, "client.id": f"packflow-{self.instance}"}
+            | {
+                "on_commit": self._on_commit,
+                "client.id": f"packflow-{self.instance}",
+                "logger": kafka_logger("consumer"),
+            }
         )
         if settings.guarantee == "exactly-once":
             # Fences an earlier instance with the same id and aborts its open transaction.
@@ -326,6 +339,7 @@ class Replica:
     # -- the inference side --------------------------------------------------------------------
 
     def _work(self, pipeline: Pipeline) -> None:
+        self._bind_log_context()
         ahead: queue.Queue[Taken] | None = None
         preparer = None
         if self.settings.overlap:
@@ -365,6 +379,7 @@ class Replica:
 
     def _prepare_ahead(self, pipeline: Pipeline, ahead: queue.Queue[Taken]) -> None:
         """(overlap) Take and prepare batches, one ahead of the worker."""
+        self._bind_log_context()
         try:
             while not self._worker_stop.is_set():
                 runs, generations, _ = self._take()
@@ -579,20 +594,29 @@ class Replica:
         self.log.warning("commit_failed", error=error.str())
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        tps = {(p.topic, p.partition) for p in partitions}
+        # Cooperative rebalancing calls on_revoke (partitions lost, if any) and then on_assign
+        # (partitions gained, maybe none), in each of a rebalance's rounds: one line per
+        # change, here, with both (and the first, so that a replica's joining shows).
+        gained = sorted(p.partition for p in partitions)
+        lost, self._lost_in_rebalance = sorted(self._lost_in_rebalance), set()
         with self._lock:
-            for tp in tps:
-                self._assigned[tp] = next(self._generations)
-        self.log.info("partitions_assigned", partitions=sorted(p for _, p in tps))
+            for p in partitions:
+                self._assigned[(p.topic, p.partition)] = next(self._generations)
+            held = sorted(p for _, p in self._assigned)
+        first = not self.counts["rebalances"]
+        log = self.log.info if gained or lost or first else self.log.debug
+        log("partitions_assigned", partitions=gained, lost=lost, held=held)
         self.counts["rebalances"] += 1
         self.metrics.rebalances.labels("assigned").inc()
-        self.metrics.assigned.set(len(self._assigned))
-        self.probes.partitions = len(self._assigned)
+        self.metrics.assigned.set(len(held))
+        self.probes.partitions = len(held)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
         self._release(tps, commit=True)
-        self.log.info("partitions_revoked", partitions=sorted(p for _, p in tps))
+        self._lost_in_rebalance |= {p for _, p in tps}
+        if self._shutdown_by is not None:  # leaving the group: no assignment follows
+            self.log.info("partitions_revoked", partitions=sorted(p for _, p in tps))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}

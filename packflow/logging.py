@@ -1,4 +1,7 @@
-"""structlog, configured once for the SDK: level from `PACKFLOW_LOG_LEVEL`, events to stderr.
+"""structlog, configured once for the SDK: level from `PACKFLOW_LOG_LEVEL`, events to stderr,
+as JSON lines unless stderr is a terminal (then readable lines); `PACKFLOW_LOG_FORMAT`
+(`json` or `console`) decides instead when set. Values bound with `bind_contextvars` (the
+runtime binds `replica`) are on every event of the thread, the backend's own included.
 
 Whoever configures structlog first wins: when the runtime (or the user) has already called
 `structlog.configure`, the SDK leaves that configuration alone.
@@ -39,7 +42,8 @@ def configure_logging(
     """Configure structlog for Packflow, unless it is configured already (or `force`).
 
     `level` defaults to `PACKFLOW_LOG_LEVEL` (else INFO); `fmt` is `console` or `json` and
-    defaults to `PACKFLOW_LOG_FORMAT` (else console). Events go to stderr, so that a command's
+    defaults to `PACKFLOW_LOG_FORMAT` (else console on a terminal, json otherwise). Events
+    go to stderr, so that a command's
     stdout holds only its results.
     """
     if structlog.is_configured() and not force:
@@ -51,7 +55,8 @@ def configure_logging(
         raise ConfigError(
             [(LEVEL_ENV, f"unknown level {level_name!r}; use one of {known}")], subject="logging"
         )
-    fmt_name = (fmt or os.environ.get(FORMAT_ENV) or "console").lower()
+    default = "console" if sys.stderr.isatty() else "json"
+    fmt_name = (fmt or os.environ.get(FORMAT_ENV) or default).lower()
     if fmt_name not in ("console", "json"):
         raise ConfigError(
             [(FORMAT_ENV, f"unknown format {fmt_name!r}; use console or json")], subject="logging"
@@ -63,6 +68,7 @@ def configure_logging(
     )
     structlog.configure(
         processors=[
+            structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             renderer,

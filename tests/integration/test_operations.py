@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -215,11 +216,11 @@ def test_packflow_status_shows_the_real_groups_members_offsets_and_lag(
         # The truth, by other means: the replicas' own logs (before they leave) and a
         # consumer's committed().
         holds: dict[int, set[int]] = {0: set(), 1: set()}
-        for event in run.events():
-            if event.get("event") == "partitions_assigned":
-                holds[event["replica"]] |= set(event["partitions"])
-            elif event.get("event") in ("partitions_revoked", "partitions_lost"):
-                holds[event["replica"]] -= set(event["partitions"])
+        for event in run.events("partitions_assigned"):  # one per rebalance
+            replica = holds[event["replica"]]
+            replica |= set(event["partitions"])
+            replica -= set(event["lost"])
+            assert sorted(replica) == event["held"]
     finally:
         assert run.terminate() == 0
     consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": pipeline.group})
@@ -243,3 +244,44 @@ def test_packflow_status_shows_the_real_groups_members_offsets_and_lag(
     assert f"group {pipeline.group} on {pipeline.input}: STABLE, 2 members, lag 0" in table
     for member in state["members"]:
         assert member["client_id"] in table
+
+
+def test_logs_are_json_lines_bound_to_the_replica_one_line_per_rebalance(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=4)
+    log = tmp_path / "run.log"
+    # No PACKFLOW_LOG_FORMAT: stderr is a file, so JSON is the default.
+    env = {k: v for k, v in os.environ.items() if k != "PACKFLOW_LOG_FORMAT"}
+    with log.open("wb") as err:
+        first = subprocess.Popen(
+            [PACKFLOW, "run", *pipeline.flags(), "--backend", SLOW_START],
+            stderr=err,
+            stdout=subprocess.DEVNULL,
+            env=env,
+        )
+        try:
+            lines = lambda: log.read_bytes().splitlines()
+            assert until(lambda: b"partitions_assigned" in log.read_bytes())
+            second = Run(pipeline, tmp_path / "second.log", "--backend", SLOW_START)
+            try:
+                second.wait_for_replicas(1)  # holding partitions (a first round may give none)
+                assert until(lambda: log.read_bytes().count(b"partitions_assigned") == 2)
+            finally:
+                assert second.terminate() == 0
+            assert until(lambda: log.read_bytes().count(b"partitions_assigned") == 3)
+        finally:
+            first.terminate()
+            assert first.wait(60) == 0
+    events = [json.loads(line) for line in lines()]  # every line is JSON
+    assert all(e["replica"] == 0 and e["pid"] == first.pid for e in events)
+    # The backend's own events carry the replica too.
+    assert any(
+        e.get("backend") == "slow-start" and e["event"] == "backend_initialized" for e in events
+    )
+    rebalances = [e for e in events if e["event"] == "partitions_assigned"]
+    assert rebalances[0]["held"] == [0, 1, 2, 3]
+    given_up = set(rebalances[1]["lost"])
+    assert given_up and rebalances[1]["partitions"] == []  # the newcomer took some
+    assert set(rebalances[2]["partitions"]) == given_up and rebalances[2]["lost"] == []
+    assert rebalances[2]["held"] == [0, 1, 2, 3]
