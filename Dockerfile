@@ -19,5 +19,7 @@ RUN pip install --no-cache-dir --find-links /wheels "$(ls /wheels/packflow-*.whl
     && useradd --create-home --uid 10001 packflow
 USER packflow
 WORKDIR /home/packflow
+# /metrics, /healthz and /readyz with `--metrics-port 9100` (PACKFLOW_METRICS_PORT).
+EXPOSE 9100
 ENTRYPOINT ["packflow"]
 CMD ["--help"]
