@@ -18,7 +18,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet -e '.[dev,torch]'
+	$(BIN)/pip install --quiet -e '.[dev,torch,otel]'
 	touch $(STAMP)
 
 # The fault suite in full (10 kills, 100k records per scenario; docs/RELIABILITY.md), with
@@ -31,7 +31,7 @@ faults: install kafka-fetch
 # Benchmarks (docs/PERFORMANCE.md): reports only, nothing asserted. A quick run:
 #   make bench BENCH_ARGS="--records 50000 --rounds 1 --latency-seconds 5"
 bench: install kafka-fetch
-	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev,torch,bench]'
+	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev,torch,otel,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 #   make soak SOAK_ARGS="--records 1000000"

@@ -59,6 +59,7 @@ class Outcome(Generic[M]):
     seconds: dict[str, float] = field(default_factory=dict)
     # The backend's own stage timings (its last call), when the batch reached it.
     backend_seconds: dict[str, float] = field(default_factory=dict)
+    started_ns: int = 0  # wall clock, when the batch began (trace spans start there)
 
 
 @dataclass
@@ -74,6 +75,7 @@ class Staged(Generic[M]):
     # The backend's host stages' output, or the batch-wide error they raised.
     prepared: PreparedBatch | BackendError | ValidationError | None
     seconds: dict[str, float]
+    started_ns: int
 
 
 class _Coordinates(Sequence[tuple[str, int, int]]):
@@ -130,7 +132,7 @@ class Pipeline:
     def prepare(self, batch: Sequence[M]) -> Staged[M]:
         """Decode, key, drop repeats (claiming the keys of the rest), and run the backend's
         host stages."""
-        started = time.perf_counter()
+        started, started_ns = time.perf_counter(), time.time_ns()
         decoded = self.decoder.decode_batch([m.value() for m in batch])
         records = [None if isinstance(d, DecodeError) else d for d in decoded]
         keys = record_keys(records, _Coordinates(batch), self.id_field)
@@ -152,7 +154,7 @@ class Pipeline:
             except (BackendError, ValidationError) as exc:
                 prepared = exc  # `complete` finds the bad records one by one
         seconds = {"decode": decoded_at - started, "backend": time.perf_counter() - decoded_at}
-        return Staged(batch, decoded, keys, todo, repeats, chosen, prepared, seconds)
+        return Staged(batch, decoded, keys, todo, repeats, chosen, prepared, seconds, started_ns)
 
     def abandon(self, staged: Staged[M]) -> None:
         """Give up a prepared batch (its partitions went elsewhere): release its claims, so
@@ -162,7 +164,7 @@ class Pipeline:
     def complete(self, staged: Staged[M]) -> Outcome[M]:
         """Run the rest of the backend, encode, and sort every message into the outcome."""
         batch, keys, todo = staged.batch, staged.keys, staged.todo
-        outcome: Outcome[M] = Outcome(repeats=staged.repeats)
+        outcome: Outcome[M] = Outcome(repeats=staged.repeats, started_ns=staged.started_ns)
         started = time.perf_counter()
         inferred = self._infer(staged.records, staged.prepared)
         inferred_at = time.perf_counter()

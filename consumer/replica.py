@@ -30,6 +30,7 @@ from consumer.batcher import PartitionQueues
 from consumer.codecs import make_decoder, make_result_encoder
 from consumer.dedup import AnsweredKeys
 from consumer.headers import (
+    TRACE_HEADERS,
     ResultHeaders,
     dead_letter_headers,
     trace_headers,
@@ -45,6 +46,7 @@ from consumer.settings import (
     producer_config,
     replica_instance,
 )
+from consumer.tracing import Tracing
 from consumer.transactions import Aborted, FencedError, Transaction
 from packflow import InferenceBackend
 from packflow.loaders import InferenceBackendLoader, load_backend
@@ -119,6 +121,7 @@ class Replica:
         self._producer: Producer | None = None
         self._backend: InferenceBackend | None = None
         self._result_headers = ResultHeaders("", "")
+        self._tracing = Tracing("")
         # decode/backend/encode wall time per batch; the backend profiles its own stages.
         self.profiler = Profiler()
         self.metrics = ReplicaMetrics()
@@ -169,6 +172,7 @@ class Replica:
         self._backend = backend = load_backend_for(settings)
         self.probes.initialised = True
         self._result_headers = ResultHeaders(backend.name, str(backend.version))
+        self._tracing = Tracing(backend.name)
         self.log = self.log.bind(backend=backend.name, backend_version=str(backend.version))
         pipeline = Pipeline(
             backend,
@@ -476,7 +480,16 @@ class Replica:
         assert backend is not None
         name, version = backend.name, str(backend.version)
         produce, results = self._produce, settings.results_topic
-        if settings.result_headers:
+        if self._tracing.recording:
+            for message, key, value in outcome.results:
+                original = message.headers()
+                headers = (
+                    self._result_headers(original, *_where(message))
+                    if settings.result_headers
+                    else trace_headers(original)
+                )
+                produce(results, key.encode(), value, self._traced(message, headers, outcome))
+        elif settings.result_headers:
             headers_of = self._result_headers
             for message, key, value in outcome.results:
                 headers = headers_of(message.headers(), *_where(message))
@@ -498,6 +511,8 @@ class Replica:
                 backend=name,
                 backend_version=version,
             )
+            if self._tracing.recording:
+                headers = self._traced(message, headers, outcome) or []
             self._produce(settings.dead_letter_topic, message.key(), message.value(), headers)
             self.log.warning(
                 "dead_letter",
@@ -520,6 +535,17 @@ class Replica:
         metrics.batch_size.observe(len(outcome.results) + len(outcome.dead) + len(outcome.repeats))
         metrics.observe_stages(outcome.seconds)
         metrics.observe_stages(outcome.backend_seconds, prefix="backend.")
+
+    def _traced(
+        self, message: Message, headers: list[tuple[str, bytes]] | None, outcome: Outcome[Message]
+    ) -> list[tuple[str, bytes]] | None:
+        """`headers` with the record's trace context replaced by its `packflow process`
+        span's (consumer/tracing.py); untraced records' headers are left as they are."""
+        kept = trace_headers(message.headers())
+        if not kept or headers is None:
+            return headers
+        child = self._tracing.child(kept, _where(message), outcome.started_ns)
+        return [h for h in headers if h[0] not in TRACE_HEADERS] + child
 
     def _produce(
         self,

@@ -11,7 +11,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.codecs import make_encoder
@@ -285,3 +286,51 @@ def test_logs_are_json_lines_bound_to_the_replica_one_line_per_rebalance(
     assert given_up and rebalances[1]["partitions"] == []  # the newcomer took some
     assert set(rebalances[2]["partitions"]) == given_up and rebalances[2]["lost"] == []
     assert rebalances[2]["held"] == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("exporter", [None, "none"], ids=["plain", "otel"])
+def test_trace_context_reaches_results_and_dead_letters(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path, exporter: str | None
+) -> None:
+    """Without OpenTelemetry configured the input's traceparent passes unchanged; with it, a
+    `packflow process` span sits between: same trace, Packflow's span id."""
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=2)
+    encoder = make_encoder("single-object", "demo_input")
+    good = demo_records(20)
+    trace_ids = {r["id"]: f"{i + 1:032x}" for i, r in enumerate(good)}
+    parent_span = "00f067aa0ba902b7"
+
+    def traced(trace_id: str) -> list[tuple[str, bytes]]:
+        return [
+            ("traceparent", f"00-{trace_id}-{parent_span}-01".encode()),
+            ("tracestate", b"vendor=1"),
+        ]
+
+    messages = [(r["id"].encode(), encoder.encode(r), traced(trace_ids[r["id"]])) for r in good]
+    messages.append((b"corrupt", b"\xc3\x01garbage", traced("f" * 32)))
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for key, value, headers in messages:
+        producer.produce(pipeline.input, key=key, value=value, headers=headers)
+    assert producer.flush(30) == 0
+
+    env = {"OTEL_TRACES_EXPORTER": exporter} if exporter else {}
+    run = Run(
+        pipeline, tmp_path / "run.log", "--backend", LOGISTIC, "--codec", "single-object", env=env
+    )
+    try:
+        results = collect(kafka_bootstrap, pipeline.results, distinct_keys(20), timeout=60)
+        letters = collect(kafka_bootstrap, pipeline.dead_letters, lambda got: len(got) >= 1)
+    finally:
+        assert run.terminate() == 0
+    assert len(results) == 20 and len(letters) == 1
+    expected = {(m.key() or b"").decode(): trace_ids.get((m.key() or b"").decode(), "f" * 32)
+                for m in results + letters}  # fmt: skip
+    for m in results + letters:
+        headers = dict(m.headers() or [])
+        version, trace_id, span_id, flags = headers["traceparent"].decode().split("-")
+        assert (version, trace_id, flags) == ("00", expected[(m.key() or b"").decode()], "01")
+        if exporter:
+            assert span_id != parent_span  # Packflow's own span, a child of the input's
+        else:
+            assert span_id == parent_span
+        assert headers["tracestate"] == b"vendor=1"
