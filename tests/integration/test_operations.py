@@ -15,6 +15,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from consumer.broker import free_port_block
 from consumer.codecs import make_encoder
 from tests.conftest import TopicFactory
 from tests.kafka_io import collect, distinct_keys, produce
@@ -334,3 +335,35 @@ def test_trace_context_reaches_results_and_dead_letters(
         else:
             assert span_id == parent_span
         assert headers["tracestate"] == b"vendor=1"
+
+
+def test_each_replica_serves_its_own_metrics_on_port_plus_index(
+    kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=4)
+    base = free_port_block(2)
+    run = Run(
+        pipeline,
+        tmp_path / "run.log",
+        *("--backend", LOGISTIC, "--replicas", "2", "--metrics-port", str(base)),
+    )
+    try:
+        run.wait_for_replicas(2)
+        served = {e["replica"]: e["port"] for e in run.events("metrics_serving")}
+        assert served == {0: base, 1: base + 1}
+        produce_records(pipeline, demo_records(3000))
+        collect(kafka_bootstrap, pipeline.results, distinct_keys(3000), timeout=90)
+
+        def per_replica(name: str) -> list[float]:
+            return [
+                scrape(f"http://127.0.0.1:{port}").get((name, ()), 0.0) for port in served.values()
+            ]
+
+        # Each counts its own records; together, every record once.
+        assert until(lambda: sum(per_replica("packflow_results_total")) == 3000)
+        counts = per_replica("packflow_records_in_total")
+        assert sum(counts) == 3000 and all(counts)
+        held = per_replica("packflow_assigned_partitions")
+        assert sorted(held) == [2.0, 2.0]
+    finally:
+        assert run.terminate() == 0
