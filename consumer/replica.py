@@ -476,9 +476,12 @@ class Replica:
             self._rewinding -= seeks.keys()
 
     def _publish(self, outcome: Outcome[Message]) -> None:
-        settings, backend = self.settings, self._backend
-        assert backend is not None
-        name, version = backend.name, str(backend.version)
+        self._publish_results(outcome)
+        self._publish_dead_letters(outcome)
+        self._count(outcome)
+
+    def _publish_results(self, outcome: Outcome[Message]) -> None:
+        settings = self.settings
         produce, results = self._produce, settings.results_topic
         if self._tracing.recording:
             for message, key, value in outcome.results:
@@ -498,6 +501,11 @@ class Replica:
             for message, key, value in outcome.results:
                 original = message.headers()  # None unless the input has headers
                 produce(results, key.encode(), value, trace_headers(original) if original else None)
+
+    def _publish_dead_letters(self, outcome: Outcome[Message]) -> None:
+        backend, settings = self._backend, self.settings
+        assert backend is not None
+        name, version = backend.name, str(backend.version)
         for message, failure in outcome.dead:
             topic, partition, offset = _where(message)
             headers = dead_letter_headers(
@@ -521,6 +529,8 @@ class Replica:
                 partition=partition,
                 offset=offset,
             )
+
+    def _count(self, outcome: Outcome[Message]) -> None:
         self.counts["results"] += len(outcome.results)
         self.counts["dead_letters"] += len(outcome.dead)
         self.counts["repeats"] += len(outcome.repeats)
