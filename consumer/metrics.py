@@ -108,18 +108,25 @@ class _Server(ThreadingHTTPServer):
 
 
 class Probes:
-    """What `/healthz` and `/readyz` answer, set by the replica as it runs."""
+    """What `/healthz` and `/readyz` answer. The replica marks the loop's turns and the
+    backend's initialisation; partitions held and a fatal error are read from it."""
 
-    def __init__(self, stuck_after_s: float) -> None:
+    def __init__(
+        self,
+        stuck_after_s: float,
+        partitions: Callable[[], int],
+        fatal: Callable[[], str | None],
+    ) -> None:
         self.stuck_after_s = stuck_after_s
         self.loop_turned = time.monotonic()
         self.initialised = False
-        self.partitions = 0
-        self.fatal: str | None = None
+        self.partitions = partitions
+        self.fatal = fatal
 
     def healthy(self) -> tuple[bool, str]:
-        if self.fatal is not None:
-            return False, f"failed: {self.fatal}\n"
+        fatal = self.fatal()
+        if fatal is not None:
+            return False, f"failed: {fatal}\n"
         idle = time.monotonic() - self.loop_turned
         if idle > self.stuck_after_s:
             return False, f"fetch loop stuck for {idle:.0f}s\n"
@@ -128,9 +135,10 @@ class Probes:
     def ready(self) -> tuple[bool, str]:
         if not self.initialised:
             return False, "backend not initialised\n"
-        if not self.partitions:
+        held = self.partitions()
+        if not held:
             return False, "no partitions assigned\n"
-        return True, f"ok: {self.partitions} partitions\n"
+        return True, f"ok: {held} partitions\n"
 
 
 def serve(metrics: ReplicaMetrics, probes: Probes, host: str, port: int) -> _Server:

@@ -125,7 +125,11 @@ class Replica:
         # decode/backend/encode wall time per batch; the backend profiles its own stages.
         self.profiler = Profiler()
         self.metrics = ReplicaMetrics()
-        self.probes = Probes(settings.stuck_after_s)
+        # Both read the replica's own state: partitions held, a fatal error.
+        self.metrics.assigned.set_function(lambda: len(self._assigned))
+        self.probes = Probes(
+            settings.stuck_after_s, partitions=lambda: len(self._assigned), fatal=lambda: self.fatal
+        )
         self._shutdown_by: float | None = None  # set once shutting down: no wait goes past it
         # The worker holds `_batch_lock` while it runs and publishes a batch; the fetch side
         # commits (offsets, or the transaction) holding it, between batches. `_commit_due`
@@ -260,7 +264,6 @@ class Replica:
                     self._batch_lock.release()
                 next_commit = time.monotonic() + interval
                 self._measure_lag()
-        self.probes.fatal = self.fatal
 
     def _measure_lag(self) -> None:
         """Per assigned partition: records between what is done and the partition's end."""
@@ -644,8 +647,6 @@ class Replica:
         log("partitions_assigned", partitions=gained, lost=lost, held=held)
         self.counts["rebalances"] += 1
         self.metrics.rebalances.labels("assigned").inc()
-        self.metrics.assigned.set(len(held))
-        self.probes.partitions = len(held)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
@@ -676,8 +677,6 @@ class Replica:
         self._tracker.forget(list(tps))
         self._paused -= tps
         self.metrics.rebalances.labels("revoked" if commit else "lost").inc()
-        self.metrics.assigned.set(len(self._assigned))
-        self.probes.partitions = len(self._assigned)
         for topic, partition in tps:
             try:
                 self.metrics.lag.remove(topic, str(partition))
