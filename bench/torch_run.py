@@ -42,12 +42,11 @@ from bench.workload import (
     CommitWatcher,
     Running,
     Topics,
-    _send,
     delete_topics,
     group_settled,
     new_topics,
     prefill,
-    producer,
+    produce_all,
     read_results,
     start_cluster,
     wait_until,
@@ -63,13 +62,9 @@ BACKENDS = {
 
 
 def prefill_text(bootstrap: str, topic: str, count: int) -> None:
-    encoder, p = make_encoder("schemaless", "text_input"), producer(bootstrap)
-    for n, record in enumerate(synthetic_records(load_schema("text_input"), count, seed=1)):
-        _send(p, topic, record["id"].encode(), encoder.encode(record))
-        if n % 10_000 == 0:
-            p.poll(0)
-    if p.flush(120):
-        raise RuntimeError(f"prefill of {topic}: records left unacknowledged")
+    encoder = make_encoder("schemaless", "text_input")
+    records = synthetic_records(load_schema("text_input"), count, seed=1)
+    produce_all(bootstrap, topic, ((r["id"].encode(), encoder.encode(r)) for r in records))
 
 
 def fill(bootstrap: str, backend: str, topic: str, count: int) -> None:

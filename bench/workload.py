@@ -111,19 +111,28 @@ def _send(p: Producer, topic: str, key: bytes, value: bytes) -> None:
             p.poll(0.05)
 
 
-def prefill(bootstrap: str, topic: str, count: int, prefix: str = "rec-") -> float:
-    """Produce `count` records as fast as possible; returns the seconds it took."""
+def produce_all(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> float:
+    """Produce (key, value) pairs as fast as possible; returns the seconds it took."""
     began = time.monotonic()
-    records, p = DemoRecords(), producer(bootstrap)
-    now_ms = int(time.time() * 1000)
-    for n in range(count):
-        record_id = f"{prefix}{n}"
-        _send(p, topic, record_id.encode(), records.value(record_id, now_ms, n))
+    p = producer(bootstrap)
+    for n, (key, value) in enumerate(messages):
+        _send(p, topic, key, value)
         if n % 10_000 == 0:
             p.poll(0)
     if p.flush(120):
         raise RuntimeError(f"prefill of {topic}: records left unacknowledged")
     return time.monotonic() - began
+
+
+def prefill(bootstrap: str, topic: str, count: int, prefix: str = "rec-") -> float:
+    """Produce `count` demo records as fast as possible; returns the seconds it took."""
+    records, now_ms = DemoRecords(), int(time.time() * 1000)
+    ids = (f"{prefix}{n}" for n in range(count))
+    return produce_all(
+        bootstrap,
+        topic,
+        ((i.encode(), records.value(i, now_ms, n)) for n, i in enumerate(ids)),
+    )
 
 
 class PacedProducer(threading.Thread):
