@@ -176,7 +176,7 @@ class Replica:
         self._backend = backend = load_backend_for(settings)
         self.probes.initialised = True
         self._result_headers = ResultHeaders(backend.name, str(backend.version))
-        self._tracing = Tracing(backend.name)
+        self._tracing = Tracing.start(backend.name)
         self.log = self.log.bind(backend=backend.name, backend_version=str(backend.version))
         pipeline = Pipeline(
             backend,

@@ -24,14 +24,21 @@ except ImportError:  # the `otel` extra is not installed
 
 
 class Tracing:
-    """`child(headers, ...)`: the trace headers to publish for one traced record."""
+    """`child(headers, ...)`: the trace headers to publish for one traced record. Without a
+    tracer (`Tracing.start` found none configured), records' headers pass unchanged."""
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, tracer: Any = None) -> None:
         self.backend = backend
-        self.tracer: Any = None
-        if trace is not None and os.environ.get("OTEL_TRACES_EXPORTER"):
-            _configure_sdk()
-            self.tracer = trace.get_tracer("packflow")
+        self.tracer = tracer
+
+    @classmethod
+    def start(cls, backend: str) -> Tracing:
+        """Tracing for a running replica: with a tracer when the `otel` extra is installed
+        and `OTEL_TRACES_EXPORTER` is set (the SDK configured here, unless it already is)."""
+        if trace is None or not os.environ.get("OTEL_TRACES_EXPORTER"):
+            return cls(backend)
+        _configure_sdk()
+        return cls(backend, trace.get_tracer("packflow"))
 
     @property
     def recording(self) -> bool:
