@@ -418,6 +418,10 @@ class LocalCluster:
         while time.monotonic() < deadline:
             for node in started:
                 if self._process(node, pids.get(node.node_id)) is None:
+                    # Reap it: psutil can see the exit (a zombie) before poll() did, and
+                    # returncode is None until the child is reaped.
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        self._children[node.node_id].wait(5)
                     code = self._children[node.node_id].returncode
                     raise BrokerError(
                         f"Kafka node {node.node_id} exited during start (exit code {code}); "
