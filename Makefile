@@ -4,22 +4,58 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
+UV := $(BIN)/uv
 
-demo: install kafka-fetch
+# The demo needs the core package only (no torch: a numpy model on the embedded broker). Its
+# two downloads run side by side: the package's dependencies (uv) and the broker's jars (Maven,
+# into its local repository, from which `packflow demo` then copies them offline).
+demo:
+	$(MAKE) --no-print-directory -j2 install-core kafka-prefetch
 	$(BIN)/packflow demo
 
-.PHONY: demo test install kafka-fetch kafka-start kafka-stop topics lint typecheck compose-check clean bench soak faults
+# Best effort: without Maven, `packflow` itself says what is missing.
+kafka-prefetch:
+	-@mvn -B -q -f consumer/pom.xml dependency:resolve >/dev/null 2>&1
+
+.PHONY: demo test test-floors install install-core kafka-prefetch kafka-fetch kafka-start kafka-stop topics lint typecheck compose-check clean bench soak faults
 
 test: install kafka-fetch
 	$(BIN)/pytest
+	$(MAKE) test-floors
 
+# The unit tests and the broker tests on the dependency floors: every direct dependency at the
+# lowest release pyproject.toml allows (uv's lowest-direct resolution), in a venv of its own.
+FLOORS_VENV ?= .venv-floors
+test-floors: kafka-fetch | $(UV)
+	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv --without-pip $(FLOORS_VENV)
+	$(UV) pip install --quiet --python $(FLOORS_VENV)/bin/python \
+		--resolution lowest-direct --reinstall-package packflow -e '.[dev,otel]'
+	$(UV) pip freeze --python $(FLOORS_VENV)/bin/python \
+		| grep -iE '^(confluent-kafka|fastavro|numpy|pydantic|pydantic-settings|structlog|typer|rich|orjson)=='
+	$(FLOORS_VENV)/bin/pytest -p no:cacheprovider tests/unit tests/integration/test_roundtrip.py \
+		tests/integration/test_runtime.py
+
+# Everything: the torch extra (CUDA torch from PyPI, several GB), dev tools, OpenTelemetry.
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet -e '.[dev,torch,otel]'
-	touch $(STAMP)
+# The package and its core dependencies (a few hundred MB, no torch).
+install-core: $(CORE_STAMP)
+
+# uv installs the environments (seconds where pip takes half a minute). It comes from the
+# system's pip when there is one, else from a pip bootstrapped into the venv.
+$(UV):
+	$(PYTHON) -m venv --without-pip $(VENV)
+	$(PYTHON) -m pip --python $(BIN)/python install --quiet uv 2>/dev/null \
+		|| ($(BIN)/python -m ensurepip --upgrade >/dev/null && $(BIN)/python -m pip install --quiet uv)
+
+$(STAMP): pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev,torch,otel]'
+	touch $(STAMP) $(CORE_STAMP)
+
+$(CORE_STAMP): pyproject.toml | $(UV)
+	$(UV) pip install --quiet --python $(BIN)/python -e .
+	touch $(CORE_STAMP)
 
 # The fault suite in full (10 kills, 100k records per scenario; docs/RELIABILITY.md), with
 # its table in faults-report.md. `make test` runs the same scenarios in a short form.
@@ -31,23 +67,23 @@ faults: install kafka-fetch
 # Benchmarks (docs/PERFORMANCE.md): reports only, nothing asserted. A quick run:
 #   make bench BENCH_ARGS="--records 50000 --rounds 1 --latency-seconds 5"
 bench: install kafka-fetch
-	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev,torch,otel,bench]'
+	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(UV) pip install --quiet --python $(BIN)/python -e '.[dev,torch,otel,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 #   make soak SOAK_ARGS="--records 1000000"
 soak: install kafka-fetch
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
-kafka-fetch: install
+kafka-fetch: install-core
 	$(BIN)/packflow kafka fetch
 
-kafka-start: install
+kafka-start: install-core
 	$(BIN)/packflow kafka start
 
-kafka-stop: install
+kafka-stop: install-core
 	$(BIN)/packflow kafka stop
 
-topics: install
+topics: install-core
 	$(BIN)/packflow topics create
 
 lint: install
@@ -61,4 +97,4 @@ compose-check:
 	docker compose config --quiet
 
 clean:
-	rm -rf $(VENV) dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOORS_VENV) dist build .pytest_cache .mypy_cache .ruff_cache

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from backends.logistic import LogisticBackend
+from packflow.examples.logistic import LogisticBackend
 
 
 def demo_records(n: int, seed: int = 0) -> list[dict[str, Any]]:

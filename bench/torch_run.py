@@ -30,7 +30,6 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -51,13 +50,14 @@ from bench.workload import (
     start_cluster,
     wait_until,
 )
-from consumer.codecs import make_encoder
-from consumer.contracts import load_schema
-from consumer.generate import synthetic_records
+from packflow.runtime.codecs import make_encoder
+from packflow.runtime.contracts import load_schema
+from packflow.runtime.generate import synthetic_records
+from packflow.runtime.processes import packflow_command, read_events
 
 BACKENDS = {
-    "mlp": ("backends.torch_mlp:Backend", "demo_input"),
-    "text": ("backends.text_embedding:Backend", "text_input"),
+    "mlp": ("packflow.examples.torch_mlp:Backend", "demo_input"),
+    "text": ("packflow.examples.text_embedding:Backend", "text_input"),
 }
 
 
@@ -103,18 +103,9 @@ class GpuSampler(threading.Thread):
 
 def assigned_at(log: Path) -> int:
     """Wall-clock ms of the first `partitions_assigned` log event (of any replica)."""
-    for line in log.read_bytes().splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if (
-            isinstance(event, dict)
-            and event.get("event") == "partitions_assigned"
-            and event.get("partitions")
-        ):
-            stamp = dt.datetime.fromisoformat(event["timestamp"])
-            return int(stamp.timestamp() * 1000)
+    for event in read_events(log, "partitions_assigned"):
+        if event.get("partitions"):
+            return int(dt.datetime.fromisoformat(event["timestamp"]).timestamp() * 1000)
     raise RuntimeError(f"{log}: no partitions_assigned event")
 
 
@@ -135,7 +126,7 @@ def one_run(
     t = Topics(input_topic, f"res-{tag}", f"dlq-{tag}", f"torch-bench-{tag}")
     new_topics(bootstrap, [t.results, t.dead_letters], args.partitions, results=True)
     command = [
-        sys.executable, "-m", "consumer.cli", "run",
+        *packflow_command(), "run",
         "--backend", BACKENDS[backend][0], "--schema", BACKENDS[backend][1],
         "--max-batch-size", str(batch_size), "--max-wait-ms", str(args.max_wait_ms),
         "--overlap" if overlap else "--no-overlap",

@@ -30,8 +30,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from consumer.broker import BrokerSettings, LocalCluster, free_port_block
-from consumer.topics import TopicSpec, admin_client, create_topics
+from packflow.runtime.broker import BrokerSettings, LocalCluster, free_port_block
+from packflow.runtime.processes import packflow_command
+from packflow.runtime.publisher import send
+from packflow.runtime.topics import TopicSpec, admin_client, create_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -102,21 +104,12 @@ def producer(bootstrap: str) -> Producer:
     return Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "batch.size": 1 << 20})
 
 
-def _send(p: Producer, topic: str, key: bytes, value: bytes) -> None:
-    while True:
-        try:
-            p.produce(topic, value=value, key=key)
-            return
-        except BufferError:
-            p.poll(0.05)
-
-
 def produce_all(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> float:
     """Produce (key, value) pairs as fast as possible; returns the seconds it took."""
     began = time.monotonic()
     p = producer(bootstrap)
     for n, (key, value) in enumerate(messages):
-        _send(p, topic, key, value)
+        send(p, topic, key, value)
         if n % 10_000 == 0:
             p.poll(0)
     if p.flush(120):
@@ -164,7 +157,7 @@ class PacedProducer(threading.Thread):
             due = min(int((time.monotonic() - began) * self.rate), len(keys))
             now_ms = int(time.time() * 1000)
             for n in range(sent, due):
-                _send(p, topic, keys[n], values[n])
+                send(p, topic, keys[n], values[n])
             sent_ms.extend([now_ms] * (due - sent))
             sent = max(sent, due)
             p.poll(0)
@@ -276,8 +269,8 @@ def system_commands(
     guarantee = "exactly-once" if system == "exactly-once" else "at-least-once"
     return [
         [
-            str(VENV_BIN / "packflow"), "run",
-            "--backend", "backends.logistic:Backend",
+            *packflow_command(), "run",
+            "--backend", "packflow.examples.logistic:Backend",
             "--replicas", str(replicas),
             "--max-batch-size", "1" if system == "batch-1" else str(batch_size),
             "--max-wait-ms", str(max_wait_ms),

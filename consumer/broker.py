@@ -19,19 +19,26 @@ import socket
 import subprocess
 import time
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import psutil
 from confluent_kafka import KafkaException
 from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
-from consumer.errors import BrokerError
-from consumer.jars import ensure_jars, find_java, pinned_kafka_version
-from consumer.topics import admin_client
+from .broker_security import ADMIN, PROTOCOL, ListenerSecurity, SecurityFiles, write_private
+from .errors import BrokerError, SettingsWarning
+from .jars import ensure_jars, find_java, pinned_kafka_version
+from .topics import admin_client
 
 HOST = "127.0.0.1"
 
@@ -62,10 +69,17 @@ def _default_data_dir() -> Path:
     return Path(state) / "packflow" / "kafka"
 
 
-class BrokerSettings(BaseSettings):
-    """How to run the local cluster. Environment: `PACKFLOW_KAFKA_<FIELD>` (e.g. `_HOME`)."""
+BROKER_ENV_PREFIX = "PACKFLOW_BROKER_"
+# The prefix before 0.x was one underscore away from librdkafka's PACKFLOW_KAFKA__ (runtime
+# settings): still read, with a warning, below the new one.
+OLD_BROKER_ENV_PREFIX = "PACKFLOW_KAFKA_"
 
-    model_config = SettingsConfigDict(env_prefix="PACKFLOW_KAFKA_", frozen=True, extra="forbid")
+
+class BrokerSettings(BaseSettings):
+    """How to run the local cluster. Environment: `PACKFLOW_BROKER_<FIELD>` (e.g. `_PORT`);
+    the old `PACKFLOW_KAFKA_<FIELD>` still works, with a warning."""
+
+    model_config = SettingsConfigDict(env_prefix=BROKER_ENV_PREFIX, frozen=True, extra="forbid")
 
     nodes: Literal[1, 3] = 1
     port: int = Field(9092, ge=1, le=65533, description="first broker port; node i uses port+i")
@@ -83,6 +97,11 @@ class BrokerSettings(BaseSettings):
     broker_config: dict[str, str] = Field(
         default_factory=dict, description="extra server.properties entries, applied last"
     )
+    secure: bool = Field(
+        False,
+        description="clients on SASL_SSL only (SCRAM-SHA-512 users admin and packflow), "
+        "with ACLs enforced (consumer/broker_security.py)",
+    )
 
     @model_validator(mode="after")
     def _ports_apart(self) -> BrokerSettings:
@@ -92,6 +111,31 @@ class BrokerSettings(BaseSettings):
                 f"{self.port}..{self.port + self.nodes - 1}"
             )
         return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _OldPrefixSource(settings_cls))
+
+
+class _OldPrefixSource(EnvSettingsSource):
+    """`PACKFLOW_KAFKA_<FIELD>`, the broker's old variables: a warning for each one set."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls, env_prefix=OLD_BROKER_ENV_PREFIX)
+
+    def __call__(self) -> dict[str, Any]:
+        found = super().__call__()
+        for field in found:
+            old, new = OLD_BROKER_ENV_PREFIX + field.upper(), BROKER_ENV_PREFIX + field.upper()
+            warnings.warn(f"{old} is deprecated: name it {new}", SettingsWarning, stacklevel=2)
+        return found
 
 
 @dataclass(frozen=True)
@@ -135,19 +179,27 @@ class StartResult:
     seconds: float
 
 
-def server_properties(node: Node, voters: str, nodes: int, extra: Mapping[str, str]) -> str:
-    """The `server.properties` of one node. Pure: the tests read it."""
+def server_properties(
+    node: Node,
+    voters: str,
+    nodes: int,
+    extra: Mapping[str, str],
+    security: ListenerSecurity | None = None,
+) -> str:
+    """The `server.properties` of one node. Pure: the tests read it. With `security`, the
+    client listener is SASL_SSL and ACLs are enforced."""
     replication = min(nodes, 3)
     min_isr = 2 if nodes >= 3 else 1
+    client = PROTOCOL if security is not None else "PLAINTEXT"
     props: dict[str, str] = {
         "process.roles": "broker,controller",
         "node.id": str(node.node_id),
         "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+        "listeners": f"{client}://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"{client}://{HOST}:{node.port}",
         "controller.listener.names": "CONTROLLER",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": f"{client}:{client},CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": client,
         "log.dirs": str(node.storage),
         # Topics are created on purpose (`packflow topics create`), so a typo fails loudly.
         "auto.create.topics.enable": "false",
@@ -164,6 +216,8 @@ def server_properties(node: Node, voters: str, nodes: int, extra: Mapping[str, s
         "group.initial.rebalance.delay.ms": "0",
         "unclean.leader.election.enable": "false",
     }
+    if security is not None:
+        props.update(security.properties())
     props.update(extra)
     return "".join(f"{key}={value}\n" for key, value in props.items())
 
@@ -246,6 +300,25 @@ class LocalCluster:
     def bootstrap(self) -> str:
         return ",".join(node.address for node in self.nodes())
 
+    @property
+    def secure(self) -> bool:
+        """Whether the cluster serves SASL_SSL (its recorded layout wins over the settings)."""
+        layout = self._layout()
+        return bool(layout.get("secure", False) if layout else self.settings.secure)
+
+    @property
+    def security(self) -> SecurityFiles:
+        """Where a secured cluster keeps its CA certificate and password files."""
+        return SecurityFiles(self.data_dir)
+
+    def client_config(self, user: str = ADMIN) -> dict[str, str]:
+        """librdkafka settings of a client of this cluster: the bootstrap servers, and for a
+        secured one the SASL_SSL login of `user` (`admin`, or the application user
+        `packflow`), password included: never print them unredacted."""
+        if not self.secure:
+            return {"bootstrap.servers": self.bootstrap}
+        return self.security.client_config(self.bootstrap, user)
+
     # -- processes ----------------------------------------------------------------------
 
     def _pids(self) -> dict[int, int]:
@@ -262,10 +335,15 @@ class LocalCluster:
         if pid is None:
             return None
         child = self._children.get(node.node_id)
-        if child is not None and child.pid == pid and child.poll() is not None:
+        ours = child is not None and child.pid == pid
+        if ours and child.poll() is not None:  # type: ignore[union-attr]
             return None  # our own child exited (poll() also reaps it)
         try:
             proc = psutil.Process(pid)
+            if ours:
+                # Alive and ours: right after the fork its command line is still Python's
+                # (on a loaded machine, for a while), so it is not checked.
+                return proc
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
             if str(node.properties) not in proc.cmdline():
@@ -327,8 +405,10 @@ class LocalCluster:
             "nodes": self.settings.nodes,
             "port": self.settings.port,
             "controller_port": self.settings.controller_port,
+            "secure": self.settings.secure,
         }
-        differs = {k: layout.get(k) for k, v in wanted.items() if layout.get(k) != v}
+        found_layout = {"secure": False, **layout}  # clusters made before secure mode
+        differs = {k: found_layout.get(k) for k, v in wanted.items() if found_layout.get(k) != v}
         if differs:
             found = ", ".join(f"{k}={v}" for k, v in differs.items())
             raise BrokerError(
@@ -348,15 +428,25 @@ class LocalCluster:
                 "controller_port": self.settings.controller_port,
                 "version": self.settings.version,
             }
+            if self.settings.secure:
+                layout["secure"] = True
             (self.data_dir / "cluster.json").write_text(json.dumps(layout, indent=2))
         (self.data_dir / "log4j2.properties").write_text(_LOG4J)
+        security = None
+        if self.secure:
+            self.security.ensure(java)
+            security = self.security.listener()
         nodes = self.nodes()
         voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in nodes)
         for node in nodes:
             node.log_dir.mkdir(parents=True, exist_ok=True)
-            node.properties.write_text(
-                server_properties(node, voters, len(nodes), self.settings.broker_config)
+            props = server_properties(
+                node, voters, len(nodes), self.settings.broker_config, security
             )
+            if security is None:
+                node.properties.write_text(props)
+            else:
+                write_private(node.properties, props)  # it holds the admin's password
             if not (node.storage / "meta.properties").is_file():
                 self._format(java, libs, node, str(layout["cluster_id"]))
 
@@ -386,6 +476,8 @@ class LocalCluster:
             cluster_id,
             "-c",
             str(node.properties),
+            # The SCRAM users exist from the first start: the brokers log in as admin.
+            *(self.security.scram_arguments() if self.secure else []),
         )
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
@@ -451,7 +543,7 @@ class LocalCluster:
 
     def _serves_metadata(self, brokers: int) -> bool:
         try:
-            metadata = admin_client(self.bootstrap).list_topics(timeout=2)
+            metadata = admin_client(self.bootstrap, self.client_config()).list_topics(timeout=2)
         except KafkaException:
             return False
         return len(metadata.brokers) >= brokers

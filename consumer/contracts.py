@@ -8,14 +8,14 @@ from typing import Any
 
 import fastavro
 
-from consumer.errors import SchemaError
+from .errors import SchemaError
 
 _HERE = Path(__file__).parent
 
 
 def schemas_dir() -> Path:
     """Where the `.avsc` files are: inside the package when installed from a wheel (which
-    carries them as `consumer/_schemas`), else the repository's top-level `schemas/`."""
+    carries them as `packflow/runtime/_schemas`), else the repository's top-level `schemas/`."""
     packaged = _HERE / "_schemas"
     return packaged if packaged.is_dir() else _HERE.parent / "schemas"
 

@@ -12,14 +12,15 @@ all) is dropped as a repeat or compacted away.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from consumer.errors import TopicError
-from consumer.headers import PREFIX, read_packflow_headers
-from consumer.results import read_topic
+from .errors import TopicError
+from .headers import PREFIX, read_packflow_headers
+from .results import read_topic
 
 REPLAY_HEADER = PREFIX + "replay.of"
 
@@ -38,6 +39,21 @@ class DeadLetter:
         """The `packflow.*` headers, prefix stripped."""
         return read_packflow_headers(self.headers)
 
+    @classmethod
+    def of(cls, m: Message) -> DeadLetter:
+        """The dead letter a consumed message holds."""
+        given = m.headers() or []
+        raw = list(given.items()) if isinstance(given, dict) else list(given)
+        headers = [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw]
+        return cls(
+            str(m.topic()),
+            int(m.partition() or 0),
+            int(m.offset() or 0),
+            m.key(),
+            m.value(),
+            headers,
+        )
+
     @property
     def stage(self) -> str:
         return self.info.get("stage", "?")
@@ -45,6 +61,16 @@ class DeadLetter:
     @property
     def error_type(self) -> str:
         return self.info.get("error.type", "?")
+
+    @property
+    def error_message(self) -> str:
+        return self.info.get("error.message", "")
+
+    @property
+    def key_text(self) -> str | None:
+        """The original key as text (an idempotency key from the id field, for Packflow's
+        own producers), or None."""
+        return None if self.key is None else self.key.decode(errors="replace")
 
     @property
     def where(self) -> str:
@@ -57,18 +83,11 @@ class DeadLetter:
         return "/".join(info.get(f"source.{k}", "?") for k in ("topic", "partition", "offset"))
 
 
-def read_dead_letters(bootstrap: str, topic: str) -> Iterator[DeadLetter]:
-    for m in read_topic(bootstrap, topic):
-        yield _letter(m)
-
-
-def _letter(m: Message) -> DeadLetter:
-    given = m.headers() or []
-    raw = list(given.items()) if isinstance(given, dict) else list(given)
-    headers = [(k, v if isinstance(v, bytes) else (v or "").encode()) for k, v in raw]
-    return DeadLetter(
-        str(m.topic()), int(m.partition() or 0), int(m.offset() or 0), m.key(), m.value(), headers
-    )
+def read_dead_letters(
+    bootstrap: str, topic: str, kafka: Mapping[str, Any] | None = None
+) -> Iterator[DeadLetter]:
+    for m in read_topic(bootstrap, topic, kafka=kafka):
+        yield DeadLetter.of(m)
 
 
 def select(
@@ -109,10 +128,18 @@ def group(letters: Iterable[DeadLetter]) -> list[Group]:
     return [Group(s, e, n, latest[s, e]) for (s, e), n in counts.most_common()]
 
 
-def replay(bootstrap: str, input_topic: str, letters: list[DeadLetter]) -> int:
+def replay(
+    bootstrap: str,
+    input_topic: str,
+    letters: list[DeadLetter],
+    kafka: Mapping[str, Any] | None = None,
+) -> int:
     """Produce each dead letter's original key and bytes to `input_topic`, marked; returns
-    how many were acknowledged (all of them, or it raises)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    how many were acknowledged (all of them, or it raises). `kafka`: more librdkafka
+    settings (security)."""
+    producer = Producer(
+        {**(kafka or {}), "bootstrap.servers": bootstrap, "enable.idempotence": True}
+    )
     failures: list[KafkaError] = []
 
     def report(error: KafkaError | None, _: Message) -> None:

@@ -9,16 +9,24 @@ microsecond per result).
 Dead letters carry the original key and bytes; their headers are the record's own ones (a
 `traceparent`, say), except earlier `packflow.*` ones so that a replayed record that fails
 again is not ambiguous, then `packflow.stage` (decode, preprocess, backend, validate,
-encode), `packflow.error.type`, `packflow.error.message`, the source coordinates and the
-backend name and version. All values are UTF-8.
+encode, publish; crash or timeout for a record quarantined after killing its replica, with
+`packflow.crash.attempts` and `packflow.crash.exits`), `packflow.error.type`,
+`packflow.error.message`, `packflow.attempts` (the calls made for the record, retries
+included), the source coordinates and the backend name and version. A dead letter whose copy
+of the input was too large to publish carries its first `TRUNCATED_BYTES` instead, with
+`packflow.truncated=true`, `packflow.original.size` and `packflow.original.sha256` (of the
+whole input value). All values are UTF-8.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-Stage = Literal["decode", "preprocess", "backend", "validate", "encode"]
+Stage = Literal[
+    "decode", "preprocess", "backend", "validate", "encode", "publish", "crash", "timeout"
+]
 Headers = list[tuple[str, bytes]]
 HeaderValue = str | bytes | None
 # As confluent-kafka hands them over: (name, value) pairs (or a mapping), or None.
@@ -27,6 +35,7 @@ InHeaders = Sequence[tuple[str, HeaderValue]] | Mapping[str, HeaderValue] | None
 PREFIX = "packflow."
 TRACE_HEADERS = ("traceparent", "tracestate")
 _MAX_MESSAGE = 2000
+TRUNCATED_BYTES = 64 * 1024  # of an input too large to dead-letter whole
 _PARTITION = PREFIX + "source.partition"
 _OFFSET = PREFIX + "source.offset"
 
@@ -85,6 +94,8 @@ def dead_letter_headers(
     offset: int,
     backend: str,
     backend_version: str,
+    attempts: int = 1,
+    details: Sequence[tuple[str, str]] = (),
 ) -> Headers:
     kept: Headers = [(k, _bytes(v)) for k, v in _pairs(original) if not k.startswith(PREFIX)]
     return kept + _ours(
@@ -97,6 +108,19 @@ def dead_letter_headers(
             "source.offset": str(offset),
             "backend": backend,
             "backend.version": backend_version,
+            "attempts": str(attempts),
+        }
+        | dict(details)
+    )
+
+
+def truncated_headers(headers: Headers, value: bytes) -> Headers:
+    """A dead letter's headers once its copy of `value` is cut to `TRUNCATED_BYTES`."""
+    return headers + _ours(
+        {
+            "truncated": "true",
+            "original.size": str(len(value)),
+            "original.sha256": hashlib.sha256(value).hexdigest(),
         }
     )
 

@@ -14,7 +14,7 @@ import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from consumer.errors import BrokerError
+from .errors import BrokerError
 
 POM = Path(__file__).with_name("pom.xml")
 _MARKER = "resolved.txt"

@@ -6,8 +6,11 @@ no shared multiprocess directory and a scrape sees one replica's counts.
 
 - `/metrics`: the registry below, in Prometheus' text format.
 - `/healthz`: 200 while the process is alive and its fetch loop has turned within
-  `stuck_after_s` (a loop stuck in a call answers 503), and no fatal error stopped it.
-- `/readyz`: 200 once the backend is initialised and the replica holds partitions.
+  `stuck_after_s` (a loop stuck in a call answers 503), no fatal error stopped it and no
+  batch ran past `execute_timeout_s` (503 naming it while the replica ends). While it
+  narrows partitions after a crash, 200 says which.
+- `/readyz`: 200 once the backend is initialised and the replica holds partitions; 503
+  naming them while partitions wait for an unreachable Schema Registry.
 """
 
 from __future__ import annotations
@@ -42,6 +45,19 @@ class ReplicaMetrics:
         self.duplicates = Counter(
             "packflow_duplicates_dropped", "Repeats of answered keys, dropped.", registry=r
         )
+        self.retries = Counter(
+            "packflow_retries",
+            "Backend calls retried after a backoff (a batch's or, once split, a record's).",
+            registry=r,
+        )
+        self.publish_rejected = Counter(
+            "packflow_publish_rejected",
+            "Outputs the producer or broker refused for good (too large, invalid), by topic "
+            "kind: a rejected result becomes a dead letter with stage publish; a rejected dead "
+            "letter is sent again truncated.",
+            ["kind"],
+            registry=r,
+        )
         self.batches = Counter("packflow_batches", "Micro-batches run.", registry=r)
         self.batch_size = Histogram(
             "packflow_batch_size", "Records per micro-batch.", buckets=_SIZE_BUCKETS, registry=r
@@ -65,6 +81,30 @@ class ReplicaMetrics:
         )
         self.aborts = Counter(
             "packflow_transaction_aborts", "Exactly-once transactions aborted.", registry=r
+        )
+        self.crash_suspected = Counter(
+            "packflow_crash_suspected",
+            "Partitions assigned where the previous owner died inside a marked batch (then "
+            "narrowed record by record).",
+            registry=r,
+        )
+        self.quarantined = Counter(
+            "packflow_crash_quarantined",
+            "Records dead-lettered unrun after killing replicas max_crash_attempts times, by "
+            "reason (crash, timeout).",
+            ["reason"],
+            registry=r,
+        )
+        self.execute_timeouts = Counter(
+            "packflow_execute_timeouts",
+            "Batches that ran past execute_timeout_s (the replica then ends).",
+            registry=r,
+        )
+        self.registry_waits = Counter(
+            "packflow_registry_waits",
+            "Times partitions were paused because the records needed a schema from a Schema "
+            "Registry that could not be asked (tried again after a backoff).",
+            registry=r,
         )
         self.assigned = Gauge("packflow_assigned_partitions", "Partitions held.", registry=r)
 
@@ -118,6 +158,13 @@ class Probes:
         fatal: Callable[[], str | None],
     ) -> None:
         self.stuck_after_s = stuck_after_s
+        # Set by the replica: why it is unhealthy (an execute timeout), or a note (narrowing).
+        self.failing: str | None = None
+        self.note: Callable[[], str | None] = lambda: None
+        # Set by the replica: why partitions cannot go on now (the Schema Registry away).
+        self.waiting: Callable[[], str | None] = lambda: None
+        # Set by the replica: why no broker can be reached (consumer/broker_reach.py).
+        self.unreachable: Callable[[], str | None] = lambda: None
         self.loop_turned = time.monotonic()
         self.initialised = False
         self.partitions = partitions
@@ -127,17 +174,26 @@ class Probes:
         fatal = self.fatal()
         if fatal is not None:
             return False, f"failed: {fatal}\n"
+        if self.failing is not None:
+            return False, f"failed: {self.failing}\n"
         idle = time.monotonic() - self.loop_turned
         if idle > self.stuck_after_s:
             return False, f"fetch loop stuck for {idle:.0f}s\n"
-        return True, "ok\n"
+        note = self.note()
+        return True, f"ok: {note}\n" if note else "ok\n"
 
     def ready(self) -> tuple[bool, str]:
         if not self.initialised:
             return False, "backend not initialised\n"
+        unreachable = self.unreachable()
+        if unreachable is not None:
+            return False, f"{unreachable}\n"
         held = self.partitions()
         if not held:
             return False, "no partitions assigned\n"
+        waiting = self.waiting()
+        if waiting is not None:
+            return False, f"{waiting}\n"
         return True, f"ok: {held} partitions\n"
 
 

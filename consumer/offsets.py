@@ -31,6 +31,11 @@ class OffsetTracker:
                 if position > self._position.get(tp, -1):
                     self._position[tp] = position
 
+    def position(self, tp: TopicPartition) -> int | None:
+        """The position of a partition's published outputs (None: none yet)."""
+        with self._lock:
+            return self._position.get(tp)
+
     def to_commit(self) -> dict[TopicPartition, int]:
         """Positions that moved since the last `committed()` call."""
         with self._lock:

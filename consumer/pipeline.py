@@ -3,8 +3,9 @@
     decode -> idempotency keys -> drop repeats -> backend (validated per row) -> encode
 
 Every input message leaves as exactly one of: a result to publish, a dead letter, or a repeat
-(its key was already answered). A stage that fails for the whole batch is retried record by
-record, so one bad record never fails its neighbours.
+(its key was already answered). A backend call that raises is retried with backoff
+(consumer/retries.py, waiting through the `wait` the replica supplies); a batch that still
+fails is split and retried record by record, so one bad record never fails its neighbours.
 
 A call is `complete(prepare(batch))`. `prepare` holds the host-side work (decode, keys,
 repeats, the backend's host stages); `complete` the rest (the backend's execute and
@@ -15,17 +16,19 @@ threads, one batch apart.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar, overload
 
-from consumer.codecs import Decoder, ResultEncoder
-from consumer.dedup import AnsweredKeys
-from consumer.errors import DecodeError, EncodeError
-from consumer.headers import Stage
-from consumer.keys import record_keys
 from packflow import InferenceBackend, PreparedBatch
 from packflow.errors import BackendError, ValidationError
+
+from .codecs import Decoder, ResultEncoder
+from .dedup import AnsweredKeys
+from .errors import DecodeError, EncodeError
+from .headers import Stage
+from .keys import record_keys
+from .retries import RetryPolicy
 
 
 class Record(Protocol):
@@ -47,6 +50,9 @@ class Failure:
     stage: Stage
     error_type: str
     message: str
+    attempts: int = 1  # the calls made for the record, retries included
+    # More `packflow.*` headers of its dead letter (a crash's attempts and exits).
+    details: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass
@@ -98,17 +104,17 @@ class _Coordinates(Sequence[tuple[str, int, int]]):
         return str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)
 
 
-def failure_of(exc: Exception) -> Failure:
+def failure_of(exc: Exception, attempts: int = 1) -> Failure:
     """Name the stage and the root error type of a pipeline exception."""
     if isinstance(exc, ValidationError):
-        return Failure("validate", "ValidationError", str(exc))
+        return Failure("validate", "ValidationError", str(exc), attempts)
     if isinstance(exc, DecodeError):
         return Failure("decode", "DecodeError", str(exc))
     if isinstance(exc, EncodeError):
         return Failure("encode", "EncodeError", str(exc))
     stage: Stage = "preprocess" if getattr(exc, "stage", None) == "preprocess" else "backend"
     cause = exc.__cause__ if isinstance(exc, BackendError) and exc.__cause__ else exc
-    return Failure(stage, type(cause).__name__, str(exc))
+    return Failure(stage, type(cause).__name__, str(exc), attempts)
 
 
 class Pipeline:
@@ -119,8 +125,14 @@ class Pipeline:
         encoder: ResultEncoder,
         answered: AnsweredKeys,
         id_field: str | None,
+        retry: RetryPolicy | None = None,
+        wait: Callable[[float], None] = time.sleep,
     ) -> None:
         self.backend = backend
+        self.retry = retry or RetryPolicy()
+        # Sleeps before a retry; the replica's releases its commit gate meanwhile, and may
+        # raise RetryInterrupted to give the batch up.
+        self.wait = wait
         self.decoder = decoder
         self.encoder = encoder
         self.answered = answered
@@ -225,24 +237,34 @@ class Pipeline:
         prepared: PreparedBatch | BackendError | ValidationError | None = None,
     ) -> list[Any]:
         """One answer per record: its output, or a `Failure`. `prepared`: the records
-        through the backend's host stages already (or the error those raised)."""
+        through the backend's host stages already (or the error those raised). A call that
+        raises is retried (with backoff) while the policy allows, then split."""
         if not records:
             return []
-        try:
-            if isinstance(prepared, Exception):
-                raise prepared
-            if prepared is None:
-                prepared = self.backend.prepare(records)
-            result = self.backend.complete(prepared)
-        except (BackendError, ValidationError) as exc:
-            if len(records) == 1:
-                return [failure_of(exc)]
-            # No row can be blamed for a batch-wide failure: find the bad ones one by one.
-            return [self._infer([record])[0] for record in records]
+        retry = self.retry
+        calls = 1
+        while True:
+            try:
+                if isinstance(prepared, Exception):
+                    raise prepared
+                if prepared is None:
+                    prepared = self.backend.prepare(records)
+                result = self.backend.complete(prepared)
+                break
+            except (BackendError, ValidationError) as exc:
+                prepared = None
+                if calls <= retry.attempts and retry.retriable(exc):
+                    self.wait(retry.delay(calls))
+                    calls += 1
+                    continue
+                if len(records) == 1:
+                    return [failure_of(exc, calls)]
+                # No row can be blamed for a batch-wide failure: find the bad ones one by one.
+                return [self._infer([record])[0] for record in records]
         answers: list[Any] = list(result.outputs)
         for failed in result.failures:
             if failed.row is not None:
-                answers[failed.row] = failure_of(failed)
+                answers[failed.row] = failure_of(failed, calls)
         return answers
 
     def _encode(self, keys: list[str], outputs: list[Any]) -> list[bytes | Failure]:

@@ -1,66 +1,81 @@
-"""One consumer replica: a fetch side and an inference side joined by bounded queues.
+"""One consumer replica: the data path of a group member, wired from parts that each do one job.
 
-The main thread owns the Kafka consumer: it polls (so a slow model never trips
-`max.poll.interval.ms`), queues records per partition, pauses partitions whose queue is full,
-commits between batches, and handles rebalances. A worker thread takes micro-batches from the
-queues, runs the pipeline and produces results and dead letters. With `overlap`, a second
-thread takes and prepares the next batch (decode, the backend's host stages) while the worker
-completes the current one (the backend's execute, on an accelerator, say). At-least-once commits a
-partition's offsets only after a producer flush has seen every output of the records before
-them acknowledged (consumer/offsets.py); exactly-once commits them inside the transaction
-that holds those outputs (consumer/transactions.py).
+    poll -> per-partition queues (Assignment, Backpressure) -> micro-batch -> Pipeline
+      -> Publisher (results, dead letters) -> Checkpoint (offsets, or the transaction)
+
+The fetch thread owns the Kafka consumer: it polls (so a slow model never trips
+`max.poll.interval.ms`), queues records per partition, pauses partitions whose queues stay
+full, commits between batches, and handles rebalances. The worker thread takes micro-batches,
+runs the pipeline and publishes. With `overlap`, a third thread takes and prepares the next
+batch (decode, the backend's host stages) while the worker completes the current one. The
+guarantee lives in the `Checkpoint` (consumer/checkpoint.py); nothing here depends on it.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
 import queue
+import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from consumer.batcher import PartitionQueues
-from consumer.codecs import make_decoder, make_result_encoder
-from consumer.dedup import AnsweredKeys
-from consumer.headers import (
-    TRACE_HEADERS,
-    ResultHeaders,
-    dead_letter_headers,
-    trace_headers,
-)
-from consumer.kafka_logs import kafka_logger
-from consumer.metrics import Probes, ReplicaMetrics, serve
-from consumer.offsets import OffsetTracker
-from consumer.pipeline import Outcome, Pipeline, Staged
-from consumer.settings import (
-    RuntimeSettings,
-    SettingsError,
-    consumer_config,
-    producer_config,
-    replica_instance,
-)
-from consumer.tracing import Tracing
-from consumer.transactions import Aborted, FencedError, Transaction
 from packflow import InferenceBackend
 from packflow.loaders import InferenceBackendLoader, load_backend
 from packflow.logging import get_logger
 from packflow.profiling import Profiler
 
+from .assignment import Assignment, Taken, first_and_last, per_partition
+from .backpressure import Backpressure
+from .batcher import PartitionQueues
+from .broker_reach import BrokerReach
+from .checkpoint import (
+    FLUSH_WAIT_S,
+    Aborted,
+    BatchGate,
+    Checkpoint,
+    FencedError,
+    commit_sync,
+    open_checkpoint,
+)
+from .codecs import make_decoder, make_result_encoder, registry_client, where_named
+from .dedup import AnsweredKeys
+from .errors import RegistryError
+from .kafka_logs import kafka_logger
+from .metrics import Probes, ReplicaMetrics, serve
+from .pipeline import Failure, Outcome, Pipeline, Staged
+from .publisher import NotAuthorized, Publisher, fit_to_topics
+from .quarantine import TIMEOUT_EXIT, Mark, Quarantine, Step
+from .registry_wait import RegistryWait
+from .retries import RetryInterrupted, RetryPolicy
+from .settings import (
+    RuntimeSettings,
+    SettingsError,
+    client_settings_checked,
+    consumer_config,
+    producer_config,
+    replica_instance,
+)
+from .topics import message_limit
+from .tracing import Tracing
+from .transactions import TransactionRefused
+
 TP = tuple[str, int]
-Runs = list[tuple[TP, list[Message]]]
-# A taken micro-batch: its runs, each partition's assignment generation when it was taken,
-# and (with overlap) the batch already prepared.
-Taken = tuple[Runs, dict[TP, int], Staged[Message] | None]
+# With overlap: a taken batch, and the same batch prepared (None when empty).
+Ahead = tuple[Taken[Message], Staged[Message] | None]
 _FETCH_MAX = 1000
-_FLUSH_WAIT_S = 5.0  # for acknowledgements before a periodic commit; later ones retry
-_HOLD_S = 1.0  # a full queue holds fetching this long before its partition is paused
+# Consumer errors that are a right refused, and what it is refused on.
+_READ_REFUSED = {
+    KafkaError.GROUP_AUTHORIZATION_FAILED: "group",
+    KafkaError.TOPIC_AUTHORIZATION_FAILED: "topic",
+}
+_WATCHDOG_SLACK_S = 0.05  # a lock wait timed to the watchdog's deadline may end this early
 
 
 def load_backend_for(settings: RuntimeSettings) -> InferenceBackend:
@@ -76,91 +91,68 @@ def load_backend_for(settings: RuntimeSettings) -> InferenceBackend:
     return InferenceBackendLoader.from_project(project, **settings.backend_config)
 
 
-def _next(ahead: queue.Queue[Taken]) -> Taken:
-    """The next prepared batch, or an empty one after a moment without one."""
-    try:
-        return ahead.get(timeout=0.1)
-    except queue.Empty:
-        return [], {}, None
+class RunState:
+    """Whether a replica keeps running: no stop asked for, and no fatal error (the first
+    reason given is kept)."""
 
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self.fatal: str | None = None
 
-def _where(message: Message) -> tuple[str, int, int]:
-    """topic, partition, offset of a consumed message (never None for one without error)."""
-    return str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
+    def stop(self) -> None:
+        self._stop.set()
+
+    def fail(self, reason: str) -> None:
+        if self.fatal is None:
+            self.fatal = reason
+
+    @property
+    def running(self) -> bool:
+        return not self._stop.is_set() and self.fatal is None
 
 
 class Replica:
-    """Constructing one touches no network; `run()` does, until `stop()` or a fatal error."""
+    """Constructing one touches no network; `run()` loads the backend, opens the clients and
+    runs the data path until `stop()` or a fatal error."""
 
     def __init__(
-        self, settings: RuntimeSettings, index: int = 0, owner_pid: int | None = None
+        self,
+        settings: RuntimeSettings,
+        index: int = 0,
+        owner_pid: int | None = None,
+        previous_exit: str | None = None,
     ) -> None:
         self.settings = settings
         self.index = index
+        self.previous_exit = previous_exit
         self.instance = replica_instance(settings, index, owner_pid or os.getpid())
         self.log = get_logger(replica=index, pid=os.getpid())
-        self.counts: Counter[str] = Counter()
-        self.fatal: str | None = None
-        self._stop = threading.Event()
-        self._worker_stop = threading.Event()
-        self._tracker = OffsetTracker()
-        self._queues: PartitionQueues[TP, Message] = PartitionQueues(
-            settings.max_queued_per_partition
+        self.state = RunState()
+        self.assignment: Assignment[Message] = Assignment(
+            PartitionQueues(settings.max_queued_per_partition)
         )
-        self._answered = AnsweredKeys(settings.dedup_max_keys, settings.dedup_ttl_s)
-        # Guards `_assigned`, `_rewinding` and `_seeks` between the fetch side and the worker.
-        self._lock = threading.Lock()
-        # Assigned partitions -> their generation, renewed at each assignment and rewind: a
-        # batch taken before either must not run (its records will be read again).
-        self._assigned: dict[TP, int] = {}
-        self._generations = itertools.count(1)
-        self._lost_in_rebalance: set[int] = set()
-        self._paused: set[TP] = set()
-        self._full_since: dict[TP, float] = {}
-        self._consumer: Consumer | None = None
-        self._producer: Producer | None = None
-        self._backend: InferenceBackend | None = None
-        self._result_headers = ResultHeaders("", "")
-        self._tracing = Tracing("")
-        # decode/backend/encode wall time per batch; the backend profiles its own stages.
-        self.profiler = Profiler()
         self.metrics = ReplicaMetrics()
         # Both read the replica's own state: partitions held, a fatal error.
-        self.metrics.assigned.set_function(lambda: len(self._assigned))
+        self.metrics.assigned.set_function(lambda: len(self.assignment))
         self.probes = Probes(
-            settings.stuck_after_s, partitions=lambda: len(self._assigned), fatal=lambda: self.fatal
+            settings.stuck_after_s,
+            partitions=lambda: len(self.assignment),
+            fatal=lambda: self.state.fatal,
         )
-        self._shutdown_by: float | None = None  # set once shutting down: no wait goes past it
-        # The worker holds `_batch_lock` while it runs and publishes a batch; the fetch side
-        # commits (offsets, or the transaction) holding it, between batches. `_commit_due`
-        # asks the worker to stop taking batches until that commit is done.
-        self._batch_lock = threading.Lock()
-        self._commit_due = threading.Event()
-        # Exactly-once: the open transaction, and partitions to re-read after an abort (the
-        # fetch side seeks them).
-        self._txn: Transaction | None = None
-        self._rewinding: set[TP] = set()
-        self._seeks: dict[TP, int] = {}
 
     def stop(self) -> None:
         """Ask the replica to shut down gracefully (safe from a signal handler)."""
-        self._stop.set()
-
-    # -- the loop -----------------------------------------------------------------------------
+        self.state.stop()
 
     def run(self) -> int:
         """Run until stopped; returns the exit code (0 after a graceful shutdown)."""
-        self._bind_log_context()
+        bind_log_context(self.index)
         server = self._serve_metrics()
         try:
-            return self._run()
+            return self._wire().run()
         finally:
             if server is not None:
                 server.shutdown()
-
-    def _bind_log_context(self) -> None:
-        # Every event of this thread carries the replica, the backend's own included.
-        structlog.contextvars.bind_contextvars(replica=self.index, pid=os.getpid())
 
     def _serve_metrics(self) -> Any:
         settings = self.settings
@@ -171,13 +163,13 @@ class Replica:
         self.log.info("metrics_serving", host=settings.metrics_host, port=server.server_port)
         return server
 
-    def _run(self) -> int:
+    def _wire(self) -> DataPath:
         settings = self.settings
-        self._backend = backend = load_backend_for(settings)
+        backend = load_backend_for(settings)
         self.probes.initialised = True
-        self._result_headers = ResultHeaders(backend.name, str(backend.version))
-        self._tracing = Tracing.start(backend.name)
-        self.log = self.log.bind(backend=backend.name, backend_version=str(backend.version))
+        name, version = backend.name, str(backend.version)
+        log = self.log = self.log.bind(backend=name, backend_version=version)
+        answered = AnsweredKeys(settings.dedup_max_keys, settings.dedup_ttl_s)
         pipeline = Pipeline(
             backend,
             make_decoder(
@@ -186,39 +178,168 @@ class Replica:
                 writer_schema=settings.writer_schema,
                 known_schemas=settings.known_schemas,
                 registry_url=settings.registry_url,
+                registry_config=settings.registry_config,
             ),
             make_result_encoder(settings.result_format),
-            self._answered,
+            answered,
             settings.id_field,
+            RetryPolicy(
+                settings.retry_attempts,
+                settings.retry_backoff_ms / 1000,
+                settings.retry_backoff_max_ms / 1000,
+                frozenset(settings.retry_permanent_errors),
+            ),
         )
+        # The clients' callbacks reach parts made after them (they run only from poll/flush).
+        checkpoint: Checkpoint
+        publisher: Publisher
         # Delivery reports only for failures: success is learnt from a flush before each
         # commit (at-least-once) or from the transaction's commit (exactly-once).
-        self._producer = Producer(
-            producer_config(settings, self.instance)
-            | {"on_delivery": self._delivery_failed, "logger": kafka_logger("producer")}
-        )
-        self._consumer = Consumer(
-            consumer_config(settings, self.index)
-            # The client id names the replica in `packflow status` and the broker's logs.
-            | {
-                "on_commit": self._on_commit,
-                "client.id": f"packflow-{self.instance}",
-                "logger": kafka_logger("consumer"),
-            }
-        )
-        if settings.guarantee == "exactly-once":
-            # Fences an earlier instance with the same id and aborts its open transaction.
-            self._producer.init_transactions(settings.shutdown_timeout_s)
-            self._txn = Transaction(
-                self._producer, self._consumer, settings.commit_interval_ms / 1000
+        with client_settings_checked():
+            producer_settings, limited = fit_to_topics(
+                producer_config(settings, self.instance),
+                message_limit(
+                    settings.bootstrap_servers,
+                    [settings.results_topic, settings.dead_letter_topic],
+                    settings.kafka,
+                ),
             )
-        self._consumer.subscribe(
+            if limited is not None:
+                log.info(
+                    "producer_limited", message_max_bytes=limited, why="topic max.message.bytes"
+                )
+            # One line for brokers that are away, not librdkafka's every failed connect.
+            reach = BrokerReach(
+                settings.bootstrap_servers,
+                log,
+                lambda: consumer.list_topics(settings.input_topic, timeout=1.0),
+            )
+            self.probes.unreachable = reach.reason
+            producer = Producer(
+                producer_settings
+                | {
+                    "on_delivery": lambda error, message: publisher.delivered(error, message),
+                    "logger": kafka_logger("producer", reach.failed),
+                    "error_cb": reach.kafka_error,
+                }
+            )
+            consumer = Consumer(
+                consumer_config(settings, self.index)
+                | {
+                    "on_commit": lambda error, partitions: checkpoint.on_commit(error, partitions),
+                    # The client id names the replica in `packflow status` and the broker's logs.
+                    "client.id": f"packflow-{self.instance}",
+                    "logger": kafka_logger("consumer", reach.failed),
+                    "error_cb": reach.kafka_error,
+                }
+            )
+        checkpoint = open_checkpoint(settings, consumer, producer, log)
+        publisher = Publisher(
+            producer,
+            results_topic=settings.results_topic,
+            dead_letter_topic=settings.dead_letter_topic,
+            backend=name,
+            backend_version=version,
+            result_headers=settings.result_headers,
+            tracing=Tracing.start(name),
+            on_failure=checkpoint.delivery_failed,
+            fail=self.state.fail,
+            log=log,
+            rejected=lambda kind: self.metrics.publish_rejected.labels(kind).inc(),
+        )
+        quarantine = Quarantine(settings.max_crash_attempts, self.instance, self.previous_exit)
+        self.probes.note = lambda: (
+            f"narrowing partitions {parts} after a crash"
+            if (parts := quarantine.narrowing())
+            else None
+        )
+        registry_wait = RegistryWait(
+            RetryPolicy(
+                0, settings.registry_backoff_ms / 1000, settings.registry_backoff_max_ms / 1000
+            )
+        )
+        self.probes.waiting = registry_wait.reason
+        backpressure = Backpressure(
+            consumer,
+            self.assignment.queues.size,
+            settings.max_queued_per_partition,
+            held_until=registry_wait.until,
+        )
+        path = DataPath(
+            settings=settings,
+            index=self.index,
+            log=log,
+            state=self.state,
+            metrics=self.metrics,
+            probes=self.probes,
+            consumer=consumer,
+            producer=producer,
+            pipeline=pipeline,
+            assignment=self.assignment,
+            backpressure=backpressure,
+            checkpoint=checkpoint,
+            publisher=publisher,
+            answered=answered,
+            quarantine=quarantine,
+            registry_wait=registry_wait,
+            reach=reach,
+        )
+        pipeline.wait = path.backoff
+        return path
+
+
+def bind_log_context(index: int) -> None:
+    # Every event of the calling thread carries the replica, the backend's own included.
+    structlog.contextvars.bind_contextvars(replica=index, pid=os.getpid())
+
+
+@dataclass(eq=False)
+class DataPath:
+    """A replica at work: the fetch loop, the worker, the rebalance callbacks, shutdown."""
+
+    settings: RuntimeSettings
+    index: int
+    log: Any
+    state: RunState
+    metrics: ReplicaMetrics
+    probes: Probes
+    consumer: Consumer
+    producer: Producer
+    pipeline: Pipeline
+    assignment: Assignment[Message]
+    backpressure: Backpressure
+    checkpoint: Checkpoint
+    publisher: Publisher
+    answered: AnsweredKeys
+    quarantine: Quarantine
+    registry_wait: RegistryWait
+    reach: BrokerReach
+    gate: BatchGate = field(default_factory=BatchGate)
+    counts: Counter[str] = field(default_factory=Counter)
+    # decode/backend/encode wall time per batch; the backend profiles its own stages.
+    profiler: Profiler = field(default_factory=Profiler)
+    _worker_stop: threading.Event = field(default_factory=threading.Event)
+    _lost_in_rebalance: set[int] = field(default_factory=set)
+    _shutdown_by: float | None = None  # set once shutting down: no wait goes past it
+    _waited: bool = False  # the running batch released the gate for a backoff
+    # Crash marks the worker waits for the fetch side to commit (consumer/quarantine.py).
+    _marks_wanted: dict[TP, Mark] | None = None
+    _marks_done: threading.Event = field(default_factory=threading.Event)
+    # (since, marks, partitions) of the pipeline call running, for the execution watchdog;
+    # and since when the overlap thread prepares a batch.
+    _executing: tuple[float, Mapping[TP, Mark], list[int]] | None = None
+    _timed_out: set[TP] = field(default_factory=set)  # marks already written as timed out
+    _preparing: float | None = None
+
+    def run(self) -> int:
+        settings = self.settings
+        self.consumer.subscribe(
             [settings.input_topic],
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        worker = threading.Thread(target=self._work, args=(pipeline,), name="inference")
+        worker = threading.Thread(target=self._work, name="inference")
         worker.start()
         self.log.info(
             "replica_started",
@@ -226,21 +347,23 @@ class Replica:
             topic=settings.input_topic,
             guarantee=settings.guarantee,
         )
+        if settings.codec == "confluent" and settings.registry_url:
+            threading.Thread(target=self._probe_registry, name="registry", daemon=True).start()
         try:
             self._fetch_loop()
         finally:
             self._shutdown(worker)
-        return 0 if self.fatal is None else 1
+        return 0 if self.state.fatal is None else 1
+
+    # -- the fetch side ------------------------------------------------------------------------
 
     def _fetch_loop(self) -> None:
-        consumer, producer = self._consumer, self._producer
-        assert consumer is not None and producer is not None
-        interval = self.settings.commit_interval_ms / 1000
-        next_commit = time.monotonic() + interval
-        while not self._stop.is_set() and self.fatal is None:
+        consumer, producer, assignment = self.consumer, self.producer, self.assignment
+        while self.state.running:
             self.probes.loop_turned = time.monotonic()
-            self._seek_rewound()
-            if self._backpressure():
+            self.reach.tick()
+            assignment.seek_rewound(consumer, self.log)
+            if self.backpressure.fetch_now(assignment.held()):
                 # consume(n, timeout) waits for n records or the timeout: at a moderate rate
                 # that would hold every record up to the timeout. Wait for the first one only,
                 # then take what else is there.
@@ -249,40 +372,27 @@ class Replica:
                     self._accept([first, *consumer.consume(_FETCH_MAX - 1, timeout=0)])
             else:
                 time.sleep(0.002)  # the worker drains; librdkafka prefetches up to its bound
-            producer.poll(0)
-            if self._txn is None and time.monotonic() >= next_commit:
-                self._commit_due.set()  # exactly-once: the worker sets it
+            try:
+                producer.poll(0)
+            except KafkaException as exc:
+                # A fatal producer error (fenced), found here before a commit met it: the
+                # same stop as a commit's, one line and no traceback.
+                error = exc.args[0]
+                reason = error.str() if isinstance(error, KafkaError) else str(error)
+                self._unusable(FencedError(f"producer: {reason}"))
             # Without blocking: the loop keeps polling while a long batch runs.
-            if self._commit_due.is_set() and self._batch_lock.acquire(timeout=0.05):
-                try:
-                    if self._txn is None:
-                        self._commit(asynchronous=True)
-                    else:
-                        self._end_transaction()
-                finally:
-                    self._commit_due.clear()
-                    self._batch_lock.release()
-                next_commit = time.monotonic() + interval
-                self._measure_lag()
-
-    def _measure_lag(self) -> None:
-        """Per assigned partition: records between what is done and the partition's end."""
-        consumer = self._consumer
-        assert consumer is not None
-        with self._lock:
-            assigned = list(self._assigned)
-        try:
-            positions = consumer.position([TopicPartition(*tp) for tp in assigned])
-        except KafkaException:
-            return
-        for p in positions:
-            if p.offset < 0:
-                continue  # nothing fetched yet
-            _, high = consumer.get_watermark_offsets(p, cached=True)
-            if high >= 0:
-                queued = self._queues.size((p.topic, p.partition))
-                lag = max(0, high - p.offset) + queued
-                self.metrics.lag.labels(p.topic, str(p.partition)).set(lag)
+            with self.gate.turn() as between:
+                if between:
+                    marks = self._marks_wanted
+                    held = set(self.assignment.held()) if marks else set()
+                    mine = {tp: m for tp, m in (marks or {}).items() if tp in held}
+                    self._settle(None, True, periodic=True, marks=mine)
+                    if marks is not None:
+                        self._marks_wanted = None
+                        self._marks_done.set()
+                    self._measure_lag()
+            if self.settings.execute_timeout_s is not None:
+                self._watch_execution(self.settings.execute_timeout_s)
 
     def _accept(self, messages: list[Message]) -> None:
         by_partition: dict[TP, list[Message]] = {}
@@ -297,241 +407,409 @@ class Replica:
                 by_partition[tp] = [message]  # type: ignore[index]
             else:
                 run.append(message)
-        with self._lock:
-            # Fetched before an abort's seek: they will be read again from the rewind point.
-            for tp in self._rewinding & by_partition.keys():
-                del by_partition[tp]
-            for tp, batch in by_partition.items():
-                self._queues.put(tp, batch)
-                self.counts["records_in"] += len(batch)
-                self.metrics.records_in.inc(len(batch))
+        queued = self.assignment.accept(by_partition)
+        self.counts["records_in"] += queued
+        self.metrics.records_in.inc(queued)
 
     def _consumer_error(self, error: KafkaError) -> None:
+        refused = _READ_REFUSED.get(error.code())
+        if refused is not None:  # a right missing: only an operator's grant can help
+            if self.state.fatal is None:
+                settings = self.settings
+                where = settings.group_id if refused == "group" else settings.input_topic
+                self.log.error(
+                    "not_authorized",
+                    **{refused: where},
+                    operation="Read",
+                    error=error.str(),
+                    consequence="the replica stops; it has committed nothing it did not publish",
+                )
+                self.state.fail(f"not authorized to Read {refused} {where} ({error.str()})")
+            return
         if error.fatal():
-            self.fatal = f"consumer: {error.str()}"
+            self.state.fail(f"consumer: {error.str()}")
             self.log.error("consumer_fatal", error=error.str())
         else:
             self.log.warning("consumer_error", error=error.str(), code=error.name())
 
-    def _backpressure(self) -> bool:
-        """Whether to fetch now. A full partition queue first holds fetching for a moment
-        (the worker drains it while librdkafka keeps its prefetched records); one that stays
-        full (a slow model) is paused, so that the loop polls on (rebalances,
-        `max.poll.interval.ms`). Pausing at once would make librdkafka drop and re-fetch its
-        prefetched records at every pause, which costs a fast pipeline a third of its rate."""
-        consumer = self._consumer
-        assert consumer is not None
-        limit = self._queues.max_per_partition
-        now = time.monotonic()
-        hold = False
-        with self._lock:
-            assigned = list(self._assigned)
-        for tp in assigned:
-            size = self._queues.size(tp)
-            if tp not in self._paused and size >= limit:
-                since = self._full_since.setdefault(tp, now)
-                if now - since < _HOLD_S:
-                    hold = True
-                    continue
-                del self._full_since[tp]
-                consumer.pause([TopicPartition(*tp)])
-                self._paused.add(tp)
-            elif tp not in self._paused:
-                self._full_since.pop(tp, None)
-            elif size <= limit // 2:
-                consumer.resume([TopicPartition(*tp)])
-                self._paused.discard(tp)
-        return not hold
+    def _measure_lag(self) -> None:
+        """Per assigned partition: records between what is done and the partition's end."""
+        consumer = self.consumer
+        try:
+            positions = consumer.position([TopicPartition(*tp) for tp in self.assignment.held()])
+        except KafkaException:
+            return
+        for p in positions:
+            if p.offset < 0:
+                continue  # nothing fetched yet
+            _, high = consumer.get_watermark_offsets(p, cached=True)
+            if high >= 0:
+                queued = self.assignment.queues.size((p.topic, p.partition))
+                lag = max(0, high - p.offset) + queued
+                self.metrics.lag.labels(p.topic, str(p.partition)).set(lag)
 
     # -- the inference side --------------------------------------------------------------------
 
-    def _work(self, pipeline: Pipeline) -> None:
-        self._bind_log_context()
-        ahead: queue.Queue[Taken] | None = None
+    def _work(self) -> None:
+        bind_log_context(self.index)
+        ahead: queue.Queue[Ahead] | None = None
         preparer = None
         if self.settings.overlap:
             ahead = queue.Queue(maxsize=1)
             preparer = threading.Thread(
-                target=self._prepare_ahead, args=(pipeline, ahead), name="prepare", daemon=True
+                target=self._prepare_ahead, args=(ahead,), name="prepare", daemon=True
             )
             preparer.start()
         try:
             while not self._worker_stop.is_set():
-                if self._commit_due.is_set():
+                if self.gate.asked:
                     time.sleep(0.002)  # the fetch side is committing: keep out of its way
                     continue
-                runs, generations, staged = self._take() if ahead is None else _next(ahead)
-                with self._batch_lock:
-                    self._complete(pipeline, runs, generations, staged)
-                # Exactly-once commits when the interval is up, or at once when the input is
-                # idle. The fetch side commits: librdkafka's send_offsets_to_transaction waits
-                # for a rebalance in progress, which only the polling thread can finish.
-                txn = self._txn
-                if txn is not None and (txn.due() or (not runs and txn.open)):
-                    self._commit_due.set()
+                taken, staged = (self._take(), None) if ahead is None else _next(ahead)
+                careful = self.quarantine.active  # False on the all-good path
+                steps = self.quarantine.plan(self.assignment.owned(taken)) if careful else None
+                if steps is not None:
+                    if staged is not None:
+                        self.pipeline.abandon(staged)
+                    self._careful(taken, steps)
+                    self.gate.ask()  # commit soon: that clears the marks
+                    continue
+                with self.gate.batch():
+                    self._complete(taken, staged)
+                # The fetch side commits: librdkafka's send_offsets_to_transaction waits for a
+                # rebalance in progress, which only the polling thread can finish.
+                if self.checkpoint.due(idle=not taken.runs):
+                    self.gate.ask()
+        except NotAuthorized as exc:  # no right to write: the publisher said so, once
+            self.publisher.not_authorized(exc)
         except Exception as exc:  # a bug, not bad data: stop the replica without committing it
-            self.fatal = f"inference worker: {type(exc).__name__}: {exc}"
+            self.state.fail(f"inference worker: {type(exc).__name__}: {exc}")
             self.log.exception("worker_failed")
         finally:
             self._worker_stop.set()
             if preparer is not None:
                 preparer.join()
 
-    def _take(self) -> Taken:
+    def _take(self) -> Taken[Message]:
         settings = self.settings
-        runs = self._queues.take_runs(settings.max_batch_size, settings.max_wait_ms / 1000)
-        with self._lock:
-            assigned = self._assigned
-            return runs, {tp: assigned.get(tp, 0) for tp, _ in runs}, None
+        return self.assignment.take(settings.max_batch_size, settings.max_wait_ms / 1000)
 
-    def _prepare_ahead(self, pipeline: Pipeline, ahead: queue.Queue[Taken]) -> None:
+    def _prepare_ahead(self, ahead: queue.Queue[Ahead]) -> None:
         """(overlap) Take and prepare batches, one ahead of the worker."""
-        self._bind_log_context()
+        bind_log_context(self.index)
         try:
             while not self._worker_stop.is_set():
-                runs, generations, _ = self._take()
-                messages = [m for _, run in runs for m in run]
-                taken = (runs, generations, pipeline.prepare(messages) if messages else None)
+                taken = self._take()
+                messages = [m for _, run in taken.runs for m in run]
+                # A partition that needs care is prepared by the worker, after its mark.
+                staged = None
+                if messages and not self.quarantine.active:
+                    self._preparing = time.monotonic()
+                    try:
+                        staged = self.pipeline.prepare(messages)
+                    except RegistryError:
+                        staged = None  # the worker prepares it again, and waits if it must
+                    self._preparing = None
+                prepared = (taken, staged)
                 while not self._worker_stop.is_set():
                     try:
-                        ahead.put(taken, timeout=0.1)
+                        ahead.put(prepared, timeout=0.1)
                         break
                     except queue.Full:
                         continue
         except Exception as exc:  # a bug, not bad data: stop the replica
-            self.fatal = f"prepare: {type(exc).__name__}: {exc}"
+            self.state.fail(f"prepare: {type(exc).__name__}: {exc}")
             self.log.exception("prepare_failed")
 
     def _complete(
         self,
-        pipeline: Pipeline,
-        runs: Runs,
-        generations: dict[TP, int],
+        taken: Taken[Message],
         staged: Staged[Message] | None,
+        marks: Mapping[TP, Mark] | None = None,
     ) -> None:
-        """(holding `_batch_lock`) Run and publish the runs of partitions still assigned
-        since they were taken, then record their offsets (or the transaction's reads). A
-        revoke drops a partition, then waits for the batch lock, so no batch works on it
-        afterwards."""
-        with self._lock:
-            assigned = self._assigned
-            owned = [(tp, run) for tp, run in runs if assigned.get(tp) == generations[tp]]
-        if staged is not None and len(owned) < len(runs):
+        """(holding the gate) Run and publish the runs of partitions still held since they
+        were taken, then tell the checkpoint. A revoke releases a partition, then waits for
+        the gate, so no batch works on it afterwards; a retry's backoff lets the gate go, so
+        what a revoke or an abort took meanwhile is dropped before publishing."""
+        owned = self.assignment.owned(taken)
+        if staged is not None and len(owned) < len(taken.runs):
             # Prepared with records no longer ours: prepare the rest again.
-            pipeline.abandon(staged)
+            self.pipeline.abandon(staged)
             staged = None
         if not owned:
             return
-        # Runs keep offset order: per partition, the first and last offsets read.
-        read = [(tp, run[0].offset() or 0, run[-1].offset() or 0) for tp, run in owned]
-        txn = self._txn
-        if txn is not None:
-            txn.begin()
-        if staged is None:
-            outcome = pipeline([m for _, run in owned for m in run])
-        else:
-            outcome = pipeline.complete(staged)
-        self._publish(outcome)
-        if txn is None:
-            self._tracker.published({tp: last + 1 for tp, _, last in read})
-        else:
-            txn.read(read, [key for _, key, _ in outcome.results])
-
-    def _end_transaction(self) -> None:
-        """(fetch side, holding `_batch_lock`) Commit the open transaction; after an abort,
-        forget its answers and have its partitions re-read from where it began. A fenced
-        producer makes the replica stop."""
-        assert self._txn is not None
+        self._executing = (time.monotonic(), marks or {}, [p for (_, p), _ in owned])
         try:
-            aborted = self._txn.commit(self.settings.shutdown_timeout_s)
-        except FencedError as exc:  # never raised out of a rebalance callback
-            self._transaction_failed(exc)
-            return
-        if aborted is not None:
-            self._rewind(aborted)
-
-    def _rewind(self, aborted: Aborted) -> None:
-        self._answered.release(aborted.keys)
-        with self._lock:
-            for tp in aborted.rewind.keys() & self._assigned.keys():
-                self._assigned[tp] = next(self._generations)
-            self._rewinding |= aborted.rewind.keys()
-            self._queues.drop(aborted.rewind.keys())
-            self._seeks.update(aborted.rewind)
-        self.counts["aborts"] += 1
-        self.metrics.aborts.inc()
-        self.log.warning("transaction_aborted", partitions=sorted(p for _, p in aborted.rewind))
-
-    def _seek_rewound(self) -> None:
-        """(fetch side) Move rewound partitions back to where their aborted work began."""
-        if not self._seeks:
-            return
-        consumer = self._consumer
-        assert consumer is not None
-        with self._lock:
-            seeks, self._seeks = self._seeks, {}
-        for (topic, partition), offset in seeks.items():
+            if staged is None:
+                try:
+                    staged = self.pipeline.prepare([m for _, run in owned for m in run])
+                except RegistryError as exc:
+                    self._registry_away(taken, owned, exc)
+                    return
+            self._waited = False
             try:
-                consumer.seek(TopicPartition(topic, partition, offset))
-            except KafkaException as exc:  # no longer ours: its next owner reads it
-                self.log.info("seek_skipped", partition=partition, error=str(exc.args[0]))
-        with self._lock:
-            self._rewinding -= seeks.keys()
-
-    def _publish(self, outcome: Outcome[Message]) -> None:
-        self._publish_results(outcome)
-        self._publish_dead_letters(outcome)
+                outcome = self.pipeline.complete(staged)
+            except RetryInterrupted:  # stopping: its records are read again
+                self.pipeline.abandon(staged)
+                self.log.info("batch_given_up", records=len(staged.batch), reason="stopping")
+                return
+            except RegistryError as exc:  # the results' own schema could not be registered
+                self.pipeline.abandon(staged)
+                self._wait_for_registry(owned, exc)
+                return
+        finally:
+            self._executing = None
+        if self.registry_wait.active:
+            self._registry_back(owned)
+        if self._waited:
+            still = self.assignment.owned(taken)
+            if len(still) < len(owned):
+                self._drop_lost(outcome, {tp for tp, _ in still})
+                owned = still
+                if not owned:
+                    return
+        read = first_and_last(owned)  # runs keep offset order
+        # Begun here, not before the pipeline: a backoff may have let the fetch side commit.
+        self.checkpoint.begin()
+        refused = self.publisher.publish(outcome)
+        if refused:  # dead letters now: a later copy of the record may be answered
+            self.answered.release(refused)
         self._count(outcome)
+        self.checkpoint.done(read, [key for _, key, _ in outcome.results])
 
-    def _publish_results(self, outcome: Outcome[Message]) -> None:
-        settings = self.settings
-        produce, results = self._produce, settings.results_topic
-        if self._tracing.recording:
-            for message, key, value in outcome.results:
-                original = message.headers()
-                headers = (
-                    self._result_headers(original, *_where(message))
-                    if settings.result_headers
-                    else trace_headers(original)
-                )
-                produce(results, key.encode(), value, self._traced(message, headers, outcome))
-        elif settings.result_headers:
-            headers_of = self._result_headers
-            for message, key, value in outcome.results:
-                headers = headers_of(message.headers(), *_where(message))
-                produce(results, key.encode(), value, headers)
-        else:
-            for message, key, value in outcome.results:
-                original = message.headers()  # None unless the input has headers
-                produce(results, key.encode(), value, trace_headers(original) if original else None)
+    def backoff(self, seconds: float) -> None:
+        """(worker, in a batch) Wait before a retry with the gate released, asking for the
+        commits that fall due meanwhile; raises RetryInterrupted when the replica stops."""
+        self.counts["retries"] += 1
+        self.metrics.retries.inc()
+        self._waited = True
+        until = time.monotonic() + seconds
+        # The execution watchdog times the calls, not the waits between them.
+        executing, self._executing = self._executing, None
+        try:
+            with self.gate.released():
+                while (left := until - time.monotonic()) > 0:
+                    if self.checkpoint.due(idle=False):
+                        self.gate.ask()
+                    if self._worker_stop.wait(min(left, 0.05)):
+                        raise RetryInterrupted
+        finally:
+            if executing is not None:
+                self._executing = (time.monotonic(), *executing[1:])
 
-    def _publish_dead_letters(self, outcome: Outcome[Message]) -> None:
-        backend, settings = self._backend, self.settings
-        assert backend is not None
-        name, version = backend.name, str(backend.version)
-        for message, failure in outcome.dead:
-            topic, partition, offset = _where(message)
-            headers = dead_letter_headers(
-                message.headers(),
-                stage=failure.stage,
-                error_type=failure.error_type,
-                message=failure.message,
-                topic=topic,
-                partition=partition,
-                offset=offset,
-                backend=name,
-                backend_version=version,
-            )
-            if self._tracing.recording:
-                headers = self._traced(message, headers, outcome) or []
-            self._produce(settings.dead_letter_topic, message.key(), message.value(), headers)
+    def _drop_lost(self, outcome: Outcome[Message], kept: set[TP]) -> None:
+        """Drop what a batch answered for partitions lost during its backoff (their next
+        owner, or a rewind, reads them again), forgetting its keys."""
+
+        def ours(message: Message) -> bool:
+            return (message.topic(), message.partition()) in kept
+
+        self.answered.release([key for m, key, _ in outcome.results if not ours(m)])
+        outcome.results = [r for r in outcome.results if ours(r[0])]
+        outcome.dead = [d for d in outcome.dead if ours(d[0])]
+        outcome.repeats = [m for m in outcome.repeats if ours(m)]
+        self.log.info("batch_narrowed", reason="partitions lost during a retry backoff")
+
+    # -- a Schema Registry that is away (consumer/registry_wait.py) ---------------------------
+
+    def _probe_registry(self) -> None:
+        """(at start, in a thread of its own) One line if the registry cannot be asked: the
+        replica runs on, and records that need a schema not fetched yet wait for it."""
+        url = self.settings.registry_url
+        assert url is not None
+        try:
+            registry_client(url, self.settings.registry_config).get_subjects()
+        except Exception as exc:  # noqa: BLE001  # refused, timed out, TLS, auth: all one line
+            where = where_named(url)
             self.log.warning(
-                "dead_letter",
-                stage=failure.stage,
-                error_type=failure.error_type,
-                partition=partition,
-                offset=offset,
+                "registry_unreachable",
+                registry=where,
+                error=f"{type(exc).__name__}: {str(exc).replace(url, where)}",
+                consequence="records whose schema is not fetched yet wait for the registry",
             )
+
+    def _registry_away(
+        self, taken: Taken[Message], owned: list[tuple[TP, list[Message]]], exc: RegistryError
+    ) -> None:
+        """(holding the gate) Records of this batch need a schema the registry cannot give
+        now: the partitions they came from wait; the other partitions' records go on."""
+        runs = per_partition(owned)
+        if len(runs) == 1:
+            self._wait_for_registry(runs, exc)
+            return
+        waiting = []
+        for tp, run in runs:
+            try:
+                staged = self.pipeline.prepare(run)
+            except RegistryError as error:
+                waiting.append((tp, run))
+                exc = error
+                continue
+            self._complete(Taken([(tp, run)], {tp: taken.generations[tp]}), staged)
+        if waiting:
+            self._wait_for_registry(waiting, exc)
+
+    def _wait_for_registry(self, runs: list[tuple[TP, list[Message]]], exc: RegistryError) -> None:
+        """Read these partitions again from their runs' first records, after a backoff that
+        the fetch side keeps them paused for: nothing of them is answered (or committed)
+        past a record that still needs the registry."""
+        first: dict[TP, int] = {}
+        for tp, run in runs:
+            first.setdefault(tp, run[0].offset() or 0)
+        self.assignment.rewind(first)
+        new, delay = self.registry_wait.away(list(first), str(exc))
+        self.metrics.registry_waits.inc()
+        # One line when partitions begin to wait; the tries after it are quieter.
+        log = self.log.warning if new else self.log.debug
+        log(
+            "registry_unavailable" if new else "registry_still_unavailable",
+            partitions=sorted(p for _, p in first),
+            retry_in_s=round(delay, 2),
+            error=str(exc),
+        )
+
+    def _registry_back(self, owned: list[tuple[TP, list[Message]]]) -> None:
+        back = self.registry_wait.back([tp for tp, _ in owned])
+        if back:
+            self.log.info(
+                "registry_back",
+                partitions=sorted(p for _, p in back),
+                waited_s=round(max(back.values()), 1),
+            )
+
+    # -- crash-loop quarantine and the execution watchdog (consumer/quarantine.py) -------------
+
+    def _careful(self, taken: Taken[Message], steps: list[Step]) -> None:
+        """Run a batch holding partitions that need care, step by step: each after its marks
+        are committed; a record quarantined is dead-lettered unrun."""
+        for step in steps:
+            if step.marks and not self._write_marks(step.marks):
+                return  # stopping: the records are read again
+            part = Taken(step.run, {tp: taken.generations[tp] for tp, _ in step.run})
+            with self.gate.batch():
+                if step.quarantine is not None:
+                    self._quarantine(taken, *step.quarantine)
+                else:
+                    self._complete(part, None, step.marks)
+
+    def _write_marks(self, marks: dict[TP, Mark]) -> bool:
+        """Have the fetch side commit these marks (with what is done); False if stopping."""
+        self._marks_done.clear()
+        self._marks_wanted = marks
+        self.gate.ask()
+        while not self._marks_done.wait(0.05):
+            if self._worker_stop.is_set():
+                return False
+            # Asked again: a turn that began before the marks were wanted ends the request.
+            self.gate.ask()
+        return True
+
+    def _quarantine(self, taken: Taken[Message], tp: TP, record: Message, mark: Mark) -> None:
+        """(holding the gate) Dead-letter a record that ended its replica too often."""
+        if not self.assignment.owned(Taken([(tp, [record])], {tp: taken.generations[tp]})):
+            return
+        offset = record.offset() or 0
+        exits = ",".join(mark.exits) or "unknown"
+        failure = Failure(
+            mark.reason,
+            "ExecuteTimeout" if mark.timeout else "ReplicaCrashed",
+            f"the replica process ended {mark.attempt} times processing this record "
+            f"(max_crash_attempts={self.quarantine.max_attempts}; exits: {exits})",
+            attempts=mark.attempt,
+            details=(("crash.attempts", str(mark.attempt)), ("crash.exits", exits)),
+        )
+        outcome: Outcome[Message] = Outcome(dead=[(record, failure)])
+        self.checkpoint.begin()
+        self.publisher.publish(outcome)
+        self._count(outcome)
+        self.checkpoint.done([(tp, offset, offset)], [])
+        self.metrics.quarantined.labels(mark.reason).inc()
+        self.log.error(
+            "record_quarantined",
+            partition=tp[1],
+            offset=offset,
+            reason=mark.reason,
+            attempts=mark.attempt,
+            exits=exits,
+        )
+
+    def _suspect(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """(on assignment) Read the gained partitions' committed offsets and marks: those
+        whose previous owner died inside a marked batch are narrowed, the rest guarded."""
+        tps = [(p.topic, p.partition) for p in partitions]
+        found: dict[TP, tuple[int, str | None, int]] = {tp: (-1, None, -1) for tp in tps}
+        try:
+            for c in consumer.committed([TopicPartition(*tp) for tp in tps], timeout=10):
+                _, high = consumer.get_watermark_offsets(c, timeout=5)
+                found[(c.topic, c.partition)] = (c.offset, c.metadata, high)
+        except KafkaException as exc:  # unknown: guard them (a crash is found one later)
+            self.log.warning("committed_unknown", error=str(exc.args[0]))
+        for (_, partition), mark in self.quarantine.assigned(found).items():
+            self.metrics.crash_suspected.inc()
+            self.log.warning(
+                "crash_suspected",
+                partition=partition,
+                offset=mark.offset,
+                end=mark.end,
+                attempts=mark.attempt,
+                reason=mark.reason,
+                exits=list(mark.exits),
+            )
+
+    def _watch_execution(self, timeout_s: float) -> None:
+        """(fetch side) End the replica when a pipeline call runs past `timeout_s`: mark the
+        attempt a timeout, leave the group at once (its partitions move without waiting for
+        the session timeout) and exit with `TIMEOUT_EXIT`. The batch is read again."""
+        executing, preparing, now = self._executing, self._preparing, time.monotonic()
+        if executing is not None and now - executing[0] > timeout_s:
+            since, marks, partitions = executing
+        elif preparing is not None and now - preparing > timeout_s:
+            since, marks, partitions = preparing, {}, []
+        else:
+            return
+        why = (
+            f"execute timeout: a batch of partitions {partitions} ran {now - since:.1f}s, "
+            f"past execute_timeout_s={timeout_s:g}; the replica ends"
+        )
+        self.probes.failing = why
+        self.metrics.execute_timeouts.inc()
+        self.log.error("execute_timeout", partitions=partitions, running_s=round(now - since, 1))
+        self._mark_timed_out(marks, set(self.assignment.held()))
+        self._shutdown_by = time.monotonic()  # the revoke callback waits for nothing
+        self._worker_stop.set()
+        try:
+            self.consumer.close()
+        except (KafkaException, RuntimeError) as exc:
+            self.log.warning("close_failed", error=str(exc))
+        self.log.info("replica_stopped", fatal=why, exitcode=TIMEOUT_EXIT)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(TIMEOUT_EXIT)  # the worker is stuck in the backend: no teardown
+
+    def _hung(self, executing: tuple[float, Mapping[TP, Mark], list[int]]) -> bool:
+        """Whether this pipeline call is still running, past `execute_timeout_s`."""
+        timeout_s = self.settings.execute_timeout_s
+        return (
+            timeout_s is not None
+            and self._executing is executing
+            and time.monotonic() - executing[0] >= timeout_s - _WATCHDOG_SLACK_S
+        )
+
+    def _mark_timed_out(self, marks: Mapping[TP, Mark], held: Collection[TP]) -> None:
+        """Commit the hung batch's marks as ended by the watchdog, once each, for partitions in
+        `held` only: one given up since may have a new owner, whose own mark this would
+        overwrite."""
+        for tp, mark in marks.items():
+            if tp not in held or tp in self._timed_out:
+                continue
+            self._timed_out.add(tp)
+            timed = replace(mark, timeout=True, exits=(*mark.exits, "timeout"))
+            try:
+                commit_sync(
+                    self.consumer, [TopicPartition(*tp, mark.offset, metadata=timed.encode())]
+                )
+            except KafkaException as exc:
+                self.log.warning("mark_failed", partition=tp[1], error=str(exc.args[0]))
 
     def _count(self, outcome: Outcome[Message]) -> None:
         self.counts["results"] += len(outcome.results)
@@ -549,88 +827,55 @@ class Replica:
         metrics.observe_stages(outcome.seconds)
         metrics.observe_stages(outcome.backend_seconds, prefix="backend.")
 
-    def _traced(
-        self, message: Message, headers: list[tuple[str, bytes]] | None, outcome: Outcome[Message]
-    ) -> list[tuple[str, bytes]] | None:
-        """`headers` with the record's trace context replaced by its `packflow process`
-        span's (consumer/tracing.py); untraced records' headers are left as they are."""
-        kept = trace_headers(message.headers())
-        if not kept or headers is None:
-            return headers
-        child = self._tracing.child(kept, _where(message), outcome.started_ns)
-        return [h for h in headers if h[0] not in TRACE_HEADERS] + child
-
-    def _produce(
-        self,
-        topic: str,
-        key: bytes | None,
-        value: bytes | None,
-        headers: list[tuple[str, bytes]] | None,
-    ) -> None:
-        producer = self._producer
-        assert producer is not None
-        while True:
-            try:
-                # list[tuple[str, bytes]] is accepted
-                producer.produce(topic, value=value, key=key, headers=headers)  # type: ignore[arg-type]
-                return
-            except BufferError:
-                producer.poll(0.05)  # the local queue is full: let librdkafka drain it
-
-    def _delivery_failed(self, error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            return
-        # A result's key is its input's idempotency key; a dead letter's, the input's own.
-        where = {"topic": message.topic(), "key": (message.key() or b"").decode(errors="replace")}
-        if self._txn is not None:
-            # The transaction's commit fails on it and is aborted: nothing to do here.
-            self.log.warning("delivery_failed", error=error.str(), **where)
-            return
-        # librdkafka already retried; committing past the record would lose it: stop instead.
-        self.fatal = f"producer: {error.str()}"
-        self.log.error("delivery_failed", error=error.str(), **where)
-
     # -- commits and rebalances ----------------------------------------------------------------
 
-    def _commit(
-        self, only: set[TP] | None = None, wait_s: float = _FLUSH_WAIT_S, asynchronous: bool = False
+    def _settle(
+        self,
+        partitions: Collection[TP] | None,
+        commit: bool,
+        wait_s: float = FLUSH_WAIT_S,
+        periodic: bool = False,
+        marks: Mapping[TP, Mark] | None = None,
     ) -> None:
-        """(at-least-once, between batches) Flush the producer, then commit the positions of
-        what it has delivered. Periodic commits are asynchronous (the worker waits for the
-        flush only); those before partitions go are synchronous."""
-        consumer, producer = self._consumer, self._producer
-        assert consumer is not None and producer is not None
-        positions = self._tracker.to_commit()
-        if only is not None:
-            positions = {tp: o for tp, o in positions.items() if tp in only}
-        if not positions:
-            return
-        unacknowledged = producer.flush(wait_s)
-        if unacknowledged or self.fatal is not None:
-            # Not all of it is acknowledged yet (a broker away): commit nothing now; the next
-            # commit tries again, or the partitions' next owner re-reads them.
-            self.log.warning("commit_deferred", unacknowledged=unacknowledged)
-            return
+        """(between batches) Commit what is done (of these partitions), or abandon it when
+        they were lost, or commit it with these crash marks; after an abort, forget its
+        answers and re-read its partitions. A fenced producer stops the replica."""
         try:
-            offsets = [TopicPartition(t, p, o) for (t, p), o in positions.items()]
-            if asynchronous:
-                consumer.commit(offsets=offsets, asynchronous=True)
+            encoded = {tp: (m.offset, m.encode()) for tp, m in (marks or {}).items()}
+            if encoded:
+                aborted = self.checkpoint.mark(encoded, wait_s)
+            elif commit:
+                aborted = self.checkpoint.commit(partitions, wait_s, periodic)
             else:
-                consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # Not fatal: the same positions are committed on the next attempt, or re-read
-            # by the partitions' next owner.
-            self.log.warning("commit_failed", error=str(exc.args[0]))
+                aborted = self.checkpoint.abandon()
+        except FencedError as exc:  # never raised out of a rebalance callback
+            self._unusable(exc)
             return
-        self._tracker.committed(positions)
+        if aborted is not None:
+            self._rewind(aborted)
 
-    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        if error is None:
+    def _unusable(self, exc: FencedError) -> None:
+        """The producer can no longer commit (fenced, stuck): the replica stops uncommitted."""
+        self.state.fail(str(exc))
+        if isinstance(exc, TransactionRefused):  # a right missing, as the publisher says it
+            if self.publisher.unauthorized:
+                return  # said already, naming the topic
+            self.log.error(
+                "not_authorized",
+                topics=[self.settings.results_topic, self.settings.dead_letter_topic],
+                operation="Write",
+                error=exc.error.str(),
+                consequence="the replica stops; its transaction is aborted, nothing committed",
+            )
             return
-        # An asynchronous commit failed: commit these positions again next time (a failure
-        # only ever repeats results; it cannot lose one).
-        self._tracker.retry([(p.topic, p.partition) for p in partitions])
-        self.log.warning("commit_failed", error=error.str())
+        self.log.error("transaction_failed", error=str(exc), kind=type(exc).__name__)
+
+    def _rewind(self, aborted: Aborted) -> None:
+        self.answered.release(aborted.keys)
+        self.assignment.rewind(aborted.rewind)
+        self.counts["aborts"] += 1
+        self.metrics.aborts.inc()
+        self.log.warning("transaction_aborted", partitions=sorted(p for _, p in aborted.rewind))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Cooperative rebalancing calls on_revoke (partitions lost, if any) and then on_assign
@@ -638,10 +883,9 @@ class Replica:
         # change, here, with both (and the first, so that a replica's joining shows).
         gained = sorted(p.partition for p in partitions)
         lost, self._lost_in_rebalance = sorted(self._lost_in_rebalance), set()
-        with self._lock:
-            for p in partitions:
-                self._assigned[(p.topic, p.partition)] = next(self._generations)
-            held = sorted(p for _, p in self._assigned)
+        held = self.assignment.assign([(p.topic, p.partition) for p in partitions])
+        if partitions and self.settings.max_crash_attempts:
+            self._suspect(consumer, partitions)
         first = not self.counts["rebalances"]
         log = self.log.info if gained or lost or first else self.log.debug
         log("partitions_assigned", partitions=gained, lost=lost, held=held)
@@ -664,94 +908,65 @@ class Replica:
         """Stop working on these partitions: drop their queued records, let a running batch
         finish, and (when still owned) commit what is done before they go."""
         deadline = self._shutdown_by or time.monotonic() + self.settings.shutdown_timeout_s
-        with self._lock:
-            for tp in tps:
-                self._assigned.pop(tp, None)
-            self._queues.drop(tps)
-        if self._txn is not None:
-            self._settle_transaction(commit, deadline)
-        elif commit:
-            with self._between_batches(deadline) as between:
-                if between:
-                    self._commit(only=tps, wait_s=max(0.0, deadline - time.monotonic()))
-        self._tracker.forget(list(tps))
-        self._paused -= tps
+        executing, timeout_s = self._executing, self.settings.execute_timeout_s
+        if executing is not None and timeout_s is not None:
+            # A batch that may be hung: wait no longer than the watchdog would let it run.
+            deadline = min(deadline, executing[0] + timeout_s)
+        self.assignment.release(tps)
+        with self.gate.between(deadline) as between:
+            # A batch still running, or an unusable producer: what is uncommitted is read
+            # again by the partitions' next owner.
+            if between and self.state.fatal is None:
+                # A range being narrowed stays marked for the next owner, which goes on.
+                leaving = self.quarantine.leaving(tps, self.checkpoint.position) if commit else {}
+                wait_s = max(0.0, deadline - time.monotonic())
+                self._settle(tps, commit, wait_s, marks=leaving or None)
+            elif commit and executing is not None and self._hung(executing):
+                # Hung past its timeout as its partitions go: say so now, while they are ours
+                # (the watchdog, next, would find the group's generation moved on).
+                self._mark_timed_out(executing[1], tps)
+        self.quarantine.released(list(tps))
+        self.registry_wait.forget(tps)
+        self.checkpoint.forget(tps)
+        self.backpressure.forget(tps)
         self.metrics.rebalances.labels("revoked" if commit else "lost").inc()
         for topic, partition in tps:
             try:
                 self.metrics.lag.remove(topic, str(partition))
             except KeyError:
                 pass  # never measured
-        for tp in tps:
-            self._full_since.pop(tp, None)
-
-    @contextmanager
-    def _between_batches(self, deadline: float) -> Iterator[bool]:
-        """Hold `_batch_lock` (the worker is between batches), waiting until `deadline` at
-        most; yields whether it was had."""
-        # The worker takes no new batch until the fetch loop's next commit clears this.
-        self._commit_due.set()
-        had = self._batch_lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
-        try:
-            yield had
-        finally:
-            if had:
-                self._batch_lock.release()
-
-    def _settle_transaction(self, commit: bool, deadline: float) -> None:
-        """Before partitions go: commit the open transaction (it holds their offsets), or,
-        when they were lost to another member, abort it (its commit would be fenced)."""
-        assert self._txn is not None
-        with self._between_batches(deadline) as between:
-            if not between or self.fatal is not None:
-                # A batch still running, or an unusable producer: whatever the transaction
-                # holds is aborted (by its timeout, or by the successor) and re-read.
-                return
-            if commit:
-                self._end_transaction()
-            elif self._txn.open:
-                try:
-                    self._rewind(self._txn.abort(self.settings.shutdown_timeout_s))
-                except FencedError as exc:
-                    self._transaction_failed(exc)
-
-    def _transaction_failed(self, exc: FencedError) -> None:
-        self.fatal = str(exc)
-        self.log.error("transaction_failed", error=str(exc), kind=type(exc).__name__)
 
     def _shutdown(self, worker: threading.Thread) -> None:
-        consumer, producer = self._consumer, self._producer
-        assert consumer is not None and producer is not None
         self._shutdown_by = deadline = time.monotonic() + self.settings.shutdown_timeout_s
         # Records not yet started are dropped uncommitted: the next owner reads them again.
-        with self._lock:
-            self._queues.drop(list(self._assigned))
+        self.assignment.drop_queued()
         self._worker_stop.set()
-        self._queues.close()
+        self.assignment.queues.close()
         worker.join(max(0.0, deadline - time.monotonic()))
-        if self.fatal is None and not worker.is_alive():
-            if self._txn is not None:
-                self._settle_transaction(commit=True, deadline=deadline)
-            else:
-                self._commit(wait_s=max(0.0, deadline - time.monotonic()))
-        consumer.close()  # leaves the group (its revoke callback finds nothing left to do)
+        if self.state.fatal is None and not worker.is_alive():
+            with self.gate.between(deadline) as between:
+                if between:
+                    self._settle(None, True, max(0.0, deadline - time.monotonic()))
+        self.consumer.close()  # leaves the group (its revoke callback finds nothing left to do)
+        counts = self.counts
         self.log.info(
             "replica_stopped",
-            records_in=self.counts["records_in"],
-            results=self.counts["results"],
-            dead_letters=self.counts["dead_letters"],
-            repeats=self.counts["repeats"],
-            batches=self.counts["batches"],
-            aborts=self.counts["aborts"],
-            fatal=self.fatal,
+            records_in=counts["records_in"],
+            results=counts["results"] - self.publisher.undelivered,  # delivered ones only
+            dead_letters=counts["dead_letters"],
+            repeats=counts["repeats"],
+            retries=counts["retries"],
+            batches=counts["batches"],
+            aborts=counts["aborts"],
+            fatal=self.state.fatal,
             stages_ms=self.stage_summary(),
         )
 
     def stage_summary(self) -> dict[str, dict[str, float]]:
         """Per-stage latency (ms) of the replica's batches and the backend's own stages."""
         stats = dict(self.profiler.stats())
-        if self._backend is not None:
-            stats |= {f"backend.{k}": v for k, v in self._backend.profiler.stats().items()}
+        backend = self.pipeline.backend.profiler.stats()
+        stats |= {f"backend.{k}": v for k, v in backend.items()}
         return {
             name: {
                 "count": s.count,
@@ -761,3 +976,11 @@ class Replica:
             }
             for name, s in stats.items()
         }
+
+
+def _next(ahead: queue.Queue[Ahead]) -> Ahead:
+    """The next prepared batch, or an empty one after a moment without one."""
+    try:
+        return ahead.get(timeout=0.1)
+    except queue.Empty:
+        return Taken([], {}), None

@@ -6,14 +6,15 @@ Read with the admin API only: describing a group does not join it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]  # exported, not in __all__
 
-from consumer.errors import TopicError
-from consumer.topics import admin_client
+from .errors import TopicError
+from .topics import admin_client
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,16 @@ class GroupState:
         return out
 
 
-def group_state(bootstrap: str, group: str, topic: str, timeout_s: float = 10.0) -> GroupState:
-    admin = admin_client(bootstrap)
+def group_state(
+    bootstrap: str,
+    group: str,
+    topic: str,
+    timeout_s: float = 10.0,
+    config: Mapping[str, Any] | None = None,
+) -> GroupState:
+    """The group's members and its partitions' offsets, from the admin API only (`config`:
+    more librdkafka settings, security, as for `admin_client`)."""
+    admin = admin_client(bootstrap, config)
     try:
         metadata = admin.list_topics(topic, timeout=timeout_s)
         if topic not in metadata.topics or metadata.topics[topic].error is not None:

@@ -15,18 +15,26 @@ import time
 from multiprocessing.process import BaseProcess
 from typing import Any, NoReturn
 
-from consumer.replica import Replica
-from consumer.settings import RuntimeSettings
 from packflow.logging import get_logger
+
+from .quarantine import TIMEOUT_EXIT
+from .replica import Replica
+from .settings import RuntimeSettings
 
 _BACKOFF_START_S = 0.5
 _BACKOFF_MAX_S = 30.0
 _HEALTHY_AFTER_S = 60.0
 
 
-def run_replica(settings: RuntimeSettings, index: int = 0, owner_pid: int | None = None) -> int:
-    """Run one replica in this process until SIGTERM/SIGINT; returns its exit code."""
-    replica = Replica(settings, index, owner_pid)
+def run_replica(
+    settings: RuntimeSettings,
+    index: int = 0,
+    owner_pid: int | None = None,
+    previous_exit: str | None = None,
+) -> int:
+    """Run one replica in this process until SIGTERM/SIGINT; returns its exit code.
+    `previous_exit`: how the process this one replaces ended (see `describe_exit`)."""
+    replica = Replica(settings, index, owner_pid, previous_exit)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: replica.stop())
     return replica.run()
@@ -42,8 +50,19 @@ def exit_replica(code: int) -> NoReturn:
     os._exit(code)
 
 
-def _replica_main(dumped: dict[str, Any], index: int, owner_pid: int) -> None:
-    exit_replica(run_replica(RuntimeSettings(**dumped), index, owner_pid))
+def describe_exit(code: int | None) -> str:
+    """A replica process's end as a crash mark records it: `exit 7`, `signal 9`, `timeout`."""
+    if code == TIMEOUT_EXIT:
+        return "timeout"
+    if code is not None and code < 0:
+        return f"signal {-code}"
+    return f"exit {code}"
+
+
+def _replica_main(
+    dumped: dict[str, Any], index: int, owner_pid: int, previous_exit: str | None
+) -> None:
+    exit_replica(run_replica(RuntimeSettings(**dumped), index, owner_pid, previous_exit))
 
 
 class Supervisor:
@@ -55,13 +74,14 @@ class Supervisor:
         self._started: dict[int, float] = {}
         self._failures: dict[int, int] = {}
         self._restart_at: dict[int, float] = {}
+        self._exits: dict[int, str] = {}
         self._stopping = False
 
     def _start(self, index: int) -> None:
         dumped = self.settings.model_dump(mode="json")
         proc = self._context.Process(
             target=_replica_main,
-            args=(dumped, index, os.getpid()),
+            args=(dumped, index, os.getpid(), self._exits.get(index)),
             name=f"packflow-replica-{index}",
         )
         proc.start()
@@ -93,6 +113,7 @@ class Supervisor:
                     self._start(index)
                 continue
             proc.join()
+            self._exits[index] = describe_exit(proc.exitcode)
             if now - self._started[index] >= _HEALTHY_AFTER_S:
                 self._failures[index] = 0
             failures = self._failures.get(index, 0)
@@ -118,4 +139,6 @@ class Supervisor:
                 proc.join()
             codes.append(proc.exitcode)
         self.log.info("supervisor_stopped", exitcodes=codes)
-        return 0 if all(code == 0 for code in codes) else 1
+        # -SIGTERM: a replica still starting (its handler not yet installed) ended by the
+        # SIGTERM sent above, before it took any work: as clean a stop as exit code 0.
+        return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported from cimpl
     AdminClient,
     ClusterMetadata,
+    ConfigResource,
     NewTopic,
+    ResourceType,
 )
 
-from consumer.errors import TopicError
+from .errors import TopicError
 
 # Dead letters wait for a person to look at them: keep them 30 days.
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
@@ -55,12 +59,32 @@ def pipeline_topics(
     ]
 
 
-def admin_client(bootstrap: str) -> AdminClient:
+def admin_client(bootstrap: str, config: Mapping[str, Any] | None = None) -> AdminClient:
+    """An admin client; `config`: more librdkafka settings (security), as the replica's."""
     # librdkafka would log each refused connection; failures surface as TopicError instead.
     quiet = logging.getLogger("packflow.kafka.admin")
     quiet.addHandler(logging.NullHandler())
     quiet.propagate = False
-    return AdminClient({"bootstrap.servers": bootstrap}, logger=quiet)
+    return AdminClient({**(config or {}), "bootstrap.servers": bootstrap}, logger=quiet)
+
+
+def message_limit(
+    bootstrap: str, topics: Iterable[str], config: Mapping[str, Any], timeout: float = 5.0
+) -> int | None:
+    """The smallest `max.message.bytes` of these topics: the broker refuses a record batch
+    larger than it, and only in a delivery report, long after produce() returned. None when
+    it cannot be read (no DescribeConfigs right, the broker away): nothing then changes."""
+    admin = admin_client(bootstrap, config)
+    resources = [ConfigResource(ResourceType.TOPIC, t) for t in dict.fromkeys(topics)]
+    limits = []
+    try:
+        for future in admin.describe_configs(resources, request_timeout=timeout).values():
+            entry = future.result(timeout=timeout).get("max.message.bytes")
+            if entry is not None and entry.value:
+                limits.append(int(entry.value))
+    except (KafkaException, ValueError, concurrent.futures.TimeoutError):
+        return None
+    return min(limits, default=None)
 
 
 def _metadata(admin: AdminClient, bootstrap: str, timeout: float) -> ClusterMetadata:
@@ -71,10 +95,14 @@ def _metadata(admin: AdminClient, bootstrap: str, timeout: float) -> ClusterMeta
 
 
 def create_topics(
-    bootstrap: str, specs: Iterable[TopicSpec], timeout: float = 30.0
+    bootstrap: str,
+    specs: Iterable[TopicSpec],
+    timeout: float = 30.0,
+    config: Mapping[str, Any] | None = None,
 ) -> dict[str, bool]:
-    """Create each topic; returns name -> True if created, False if it already existed."""
-    admin = admin_client(bootstrap)
+    """Create each topic; returns name -> True if created, False if it already existed.
+    `config`: more librdkafka settings (security), as for `admin_client`."""
+    admin = admin_client(bootstrap, config)
     _metadata(admin, bootstrap, timeout)
     new = [
         NewTopic(s.name, s.partitions, s.replication_factor, config=dict(s.config)) for s in specs
@@ -92,9 +120,12 @@ def create_topics(
     return result
 
 
-def describe_topics(bootstrap: str, timeout: float = 10.0) -> list[TopicInfo]:
-    """The cluster's topics (internal ones left out), sorted by name."""
-    metadata = _metadata(admin_client(bootstrap), bootstrap, timeout)
+def describe_topics(
+    bootstrap: str, timeout: float = 10.0, config: Mapping[str, Any] | None = None
+) -> list[TopicInfo]:
+    """The cluster's topics (internal ones left out), sorted by name; `config`: more
+    librdkafka settings (security)."""
+    metadata = _metadata(admin_client(bootstrap, config), bootstrap, timeout)
     return [
         TopicInfo(
             name,

@@ -16,9 +16,10 @@ replica's successor (same transactional.id) aborts whatever the stuck one left o
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,31 @@ _STUCK_GRACE_S = 10.0  # beyond a call's own timeout, before it counts as stuck
 class FencedError(PackflowError):
     """The transactional producer can no longer commit: a newer instance owns its id, or the
     group moved on. Its open transaction is lost (never visible to read_committed readers)."""
+
+
+class TransactionRefused(FencedError):
+    """The broker refuses this replica's principal a right the transaction needs: Write on a
+    topic it produced to, or on its transactional id. Nothing of it is visible."""
+
+    def __init__(self, error: KafkaError) -> None:
+        super().__init__(
+            f"transaction refused: {error.str()}: the replica's principal needs Write and "
+            "Describe on the results and dead-letter topics and on its transactional id "
+            "(`packflow acls`)"
+        )
+        self.error = error
+
+
+# The broker's refusals of a right: no retry helps, only an operator's grant (a produce's,
+# a delivery's, a transaction's).
+NOT_AUTHORIZED = frozenset(
+    {
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.GROUP_AUTHORIZATION_FAILED,
+    }
+)
 
 
 class StuckError(FencedError):
@@ -82,6 +108,7 @@ class Transaction:
         self.start: dict[TP, int] = {}  # first offset per partition: where an abort rewinds to
         self.next: dict[TP, int] = {}  # the offsets to commit with the transaction
         self.keys: list[str] = []  # keys answered inside it
+        self.metadata: dict[TP, str] = {}  # committed offset metadata (crash marks)
 
     @property
     def open(self) -> bool:
@@ -111,7 +138,12 @@ class Transaction:
             return None
         try:
             if self.next:
-                offsets = [TopicPartition(t, p, o) for (t, p), o in self.next.items()]
+                offsets = [
+                    TopicPartition(t, p, o, metadata=self.metadata[(t, p)])
+                    if (t, p) in self.metadata
+                    else TopicPartition(t, p, o)
+                    for (t, p), o in self.next.items()
+                ]
                 metadata = self.consumer.consumer_group_metadata()
                 _bounded(
                     self.producer.send_offsets_to_transaction,
@@ -122,11 +154,26 @@ class Transaction:
             self._commit(timeout_s)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
+            if error.code() in NOT_AUTHORIZED:
+                # Trying again cannot help; the abort itself may be refused (nothing was
+                # added to the transaction), and it ends unseen either way.
+                with contextlib.suppress(KafkaException):
+                    _bounded(self.producer.abort_transaction, timeout_s=timeout_s)
+                raise TransactionRefused(error) from exc
             if error.fatal() or not error.txn_requires_abort():
                 raise FencedError(f"transaction cannot commit: {error.str()}") from exc
             return self.abort(timeout_s)
         self._reset()
         return None
+
+    def mark(self, marks: Mapping[TP, tuple[int, str]], timeout_s: float = 30.0) -> Aborted | None:
+        """Commit the transaction (opened if none is) with these offsets and metadata; says
+        what to re-read when it aborted."""
+        self.begin()
+        for tp, (offset, metadata) in marks.items():
+            self.next[tp] = offset
+            self.metadata[tp] = metadata
+        return self.commit(timeout_s)
 
     def abort(self, timeout_s: float = 30.0) -> Aborted:
         """Abort the open transaction; says where each partition must be re-read from."""
@@ -162,3 +209,4 @@ class Transaction:
         self.start = {}
         self.next = {}
         self.keys = []
+        self.metadata = {}

@@ -6,7 +6,8 @@
         def execute(self, inputs):
             return [{"echo": row} for row in inputs]
 
-The SDK imports nothing from the Kafka runtime (`consumer`): it runs anywhere Python does.
+The SDK imports nothing from the Kafka runtime (`packflow.runtime`, the repository's
+`consumer/`): it runs anywhere Python does.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from packflow.errors import (
     ConfigError,
     LoaderError,
     PackflowError,
+    PermanentError,
     PreprocessError,
     ProjectError,
     SampleError,
@@ -52,6 +54,7 @@ __all__ = [
     "OutputKeysWarning",
     "PackflowError",
     "PackflowProject",
+    "PermanentError",
     "PreparedBatch",
     "PreprocessError",
     "Profiler",

@@ -10,6 +10,7 @@ model's default as pydantic does.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,7 +22,23 @@ from packflow.preprocessors import input_formats
 
 # `Field` is pydantic's, offered here so that a backend's config model can constrain its
 # fields (`threshold: float = Field(0.5, ge=0, le=1)`) importing only the SDK.
-__all__ = ["BackendConfig", "Field", "merge_config", "resolve_config"]
+__all__ = [
+    "BackendConfig",
+    "Field",
+    "InputFormats",
+    "load_backend_configuration",
+    "merge_config",
+    "resolve_config",
+]
+
+
+class InputFormats(enum.StrEnum):
+    """The shipped input formats (upstream's enum). A `StrEnum`: `InputFormats.NUMPY ==
+    "numpy"`, so the config takes either, and a registered format is a plain string."""
+
+    PASSTHROUGH = "passthrough"
+    RECORDS = "records"
+    NUMPY = "numpy"
 
 
 class BackendConfig(BaseModel):
@@ -35,6 +52,8 @@ class BackendConfig(BaseModel):
       (`numpy`, required there).
     - `flatten_nested_inputs`, `flatten_lists`, `nested_field_delimiter`: flatten nested
       records into `a.b` (and `a.0` for lists) keys before renaming and selecting.
+    - `ignore_delimiter_collisions`: allow record keys that contain the delimiter when
+      `feature_names`/`rename_fields` use nested paths (otherwise such a record fails).
     - `output_keys`: the keys every output row is declared to carry (checked by `check_io`).
 
     Unknown fields are rejected, so a misspelt option fails instead of being ignored.
@@ -43,12 +62,13 @@ class BackendConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     verbose: bool = False
-    input_format: str = "records"
+    input_format: str = InputFormats.RECORDS
     rename_fields: dict[str, str] = {}
     feature_names: list[str] = []
     flatten_nested_inputs: bool = False
     flatten_lists: bool = False
     nested_field_delimiter: str = Field(".", min_length=1)
+    ignore_delimiter_collisions: bool = False
     output_keys: list[str] = []
 
     @field_validator("input_format")
@@ -56,7 +76,8 @@ class BackendConfig(BaseModel):
     def _known_format(cls, value: str) -> str:
         if value not in input_formats():
             raise ValueError(f"unknown input format {value!r}; known: {', '.join(input_formats())}")
-        return value
+        # The shipped formats as upstream's enum members (equal to their strings).
+        return InputFormats(value) if value in InputFormats._value2member_map_ else str(value)
 
     @field_validator("feature_names", "output_keys")
     @classmethod
@@ -129,3 +150,13 @@ def resolve_config(
                 problem = f"{error['msg']} (got {short_repr(error['input'])})"
             problems.append((field, problem))
         raise ConfigError(problems, subject=f"{subject} ({model_cls.__name__})") from None
+
+
+def load_backend_configuration(
+    backend_config_model: type[BackendConfig] | BackendConfig = BackendConfig,
+    **backend_kwargs: Any,
+) -> BackendConfig:
+    """Upstream's name for `resolve_config`: `backend_kwargs` over the model's defaults,
+    validated; raises `ConfigError` naming each invalid field."""
+    subject = getattr(backend_config_model, "__name__", type(backend_config_model).__name__)
+    return resolve_config(backend_config_model, backend_kwargs, subject=subject)

@@ -2,6 +2,26 @@
 
 The SDK's errors carry the context a caller acts on as attributes (the config field, the row,
 the validation rule, the pipeline stage), and the same facts in their one-line message.
+
+Upstream Packflow's seven exception classes (`packflow.exceptions`) are part of this one
+family, so that `except InferenceBackendValidationError` catches what `validate()` raises:
+
+    PackflowError
+    +-- ConfigError
+    |   +-- PreprocessorInitError        a preprocessor cannot work with the config
+    |   +-- UnknownPreprocessorError     no preprocessor of that input_format
+    +-- BackendError
+    |   +-- InferenceBackendInitializationError   initialize() raised
+    |   +-- InferenceBackendRuntimeError          a pipeline stage raised
+    |       +-- PreprocessorRuntimeError          the preprocess stage failed
+    |           +-- PreprocessError               ... for one record (row, field)
+    +-- InferenceBackendValidationError
+    |   +-- ValidationError               a validation rule failed (rule, row, value)
+    +-- InferenceBackendLoadError
+    |   +-- LoaderError
+    +-- ProjectError, SampleError
+
+Each upstream class can be raised with one message, as upstream's are.
 """
 
 from __future__ import annotations
@@ -29,12 +49,19 @@ class ConfigError(PackflowError):
     """A backend configuration (or a setting) is invalid.
 
     `problems` holds `(field, what is wrong)` pairs, one per invalid field; `subject` names
-    what was being configured (a backend and its config model, or an input format).
+    what was being configured (a backend and its config model, or an input format). A plain
+    message instead of `problems` is the whole message (no field is named).
     """
 
-    def __init__(self, problems: Sequence[tuple[str, str]], *, subject: str) -> None:
-        self.problems = tuple(problems)
+    def __init__(
+        self, problems: Sequence[tuple[str, str]] | str, *, subject: str = "config"
+    ) -> None:
         self.subject = subject
+        if isinstance(problems, str):
+            self.problems: tuple[tuple[str, str], ...] = ()
+            super().__init__(problems)
+            return
+        self.problems = tuple(problems)
         detail = "; ".join(f"{field}: {problem}" for field, problem in self.problems)
         super().__init__(f"invalid config for {subject}: {detail}")
 
@@ -58,7 +85,42 @@ class BackendError(PackflowError):
         self.stage = stage
 
 
-class PreprocessError(BackendError):
+class PermanentError(PackflowError):
+    """Raised by a backend for input it can never handle: the runtime skips its retries and
+    dead-letters the record at once (a batch that raised it is still split, so only the bad
+    records are dead letters). Anything else a backend raises is retried with backoff."""
+
+
+class PreprocessorInitError(ConfigError):
+    """A preprocessor cannot work with the backend's config (upstream's name; for example
+    `input_format: numpy` without `feature_names`)."""
+
+
+class UnknownPreprocessorError(ConfigError):
+    """The config's `input_format` names no registered preprocessor (upstream's name)."""
+
+
+class InferenceBackendInitializationError(BackendError):
+    """The backend's `initialize()` raised (upstream's name); the cause is chained."""
+
+    def __init__(self, message: str, *, backend: str | None = None, stage: str = "initialize"):
+        super().__init__(message, backend=backend, stage=stage)
+
+
+class InferenceBackendRuntimeError(BackendError):
+    """A stage of the backend's pipeline raised (upstream's name); `stage` names it and the
+    cause is chained."""
+
+
+class PreprocessorRuntimeError(InferenceBackendRuntimeError):
+    """The preprocess stage could not turn the batch into the backend's input (upstream's
+    name)."""
+
+    def __init__(self, message: str, *, backend: str | None = None, stage: str = "preprocess"):
+        super().__init__(message, backend=backend, stage=stage)
+
+
+class PreprocessError(PreprocessorRuntimeError):
     """The configured preprocessor could not turn a record into the backend's input.
 
     `row` is the index of the record in its batch and `field` the field it lacked or that held
@@ -66,12 +128,17 @@ class PreprocessError(BackendError):
     """
 
     def __init__(self, message: str, *, row: int, field: str | None = None) -> None:
-        super().__init__(f"record {row}: {message}", stage="preprocess")
+        super().__init__(f"record {row}: {message}")
         self.row = row
         self.field = field
 
 
-class ValidationError(PackflowError):
+class InferenceBackendValidationError(PackflowError):
+    """A backend's input or output broke Packflow's I/O rules (upstream's name). Packflow
+    raises its subclass `ValidationError`, which names the rule, the row and the value."""
+
+
+class ValidationError(InferenceBackendValidationError):
     """A pipeline's input or output broke one of Packflow's validation rules.
 
     `rule` names the rule (see `packflow.validation.Rule`), `row` the index of the offending
@@ -90,7 +157,11 @@ class ValidationError(PackflowError):
         )
 
 
-class LoaderError(PackflowError):
+class InferenceBackendLoadError(PackflowError):
+    """A backend could not be loaded (upstream's name); Packflow raises `LoaderError`."""
+
+
+class LoaderError(InferenceBackendLoadError):
     """A backend could not be found, imported or constructed from a reference or project."""
 
 

@@ -1,38 +1,69 @@
 """Preprocessors: the first stage of every pipeline, chosen by the config's `input_format`.
 
 A preprocessor is a callable over a batch, `(records: list[dict]) -> Any`, built once per
-backend from its config by a factory registered under a name:
+backend from its config by a factory registered under a name. The shipped ones are
+subclasses of `Preprocessor` (upstream's base class: `resolve()` checks the config,
+`process(records)` does the work):
 
-- `passthrough`: the records, untouched.
-- `records` (default): flatten nested fields, rename fields, then keep only `feature_names`
-  in their order. A record that lacks a feature simply lacks it in the output.
-- `numpy`: a 2-D array, one row per record and one column per feature in `feature_names`
-  order. A record that lacks a feature (or holds null for it) is an error naming both.
+- `passthrough` (`PassthroughPreprocessor`): the records, untouched.
+- `records` (default, `RecordsPreprocessor`): flatten nested fields, rename fields, then
+  keep the renamed fields and `feature_names` in their order. A field that is missing or
+  null is left out of the output record.
+- `numpy` (`NumpyPreprocessor`): a 2-D array, one row per record and one column per feature
+  in `feature_names` order. A record that lacks a feature (or holds null for it) is an
+  error naming both.
 
 Field references may be nested paths (`"user.age"` with the default delimiter): a literal key
 of that name wins, else the path is followed through nested dicts.
 
 Register another format with `register_preprocessor("name", factory)`, where the factory
 takes the backend's `BackendConfig` and returns the callable.
+
+This module knows the config only as the fields it reads (`PreprocessorConfig`), so that
+`packflow.config`, which checks `input_format` against the registered names, can import it
+and not the other way round.
 """
 
 from __future__ import annotations
 
+import abc
 import operator
 from collections.abc import Callable
 from itertools import chain
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 import numpy as np
 
-from packflow.errors import ConfigError, PreprocessError
+from packflow.errors import (
+    ConfigError,
+    PreprocessError,
+    PreprocessorInitError,
+    PreprocessorRuntimeError,
+    UnknownPreprocessorError,
+)
 
-if TYPE_CHECKING:
-    from packflow.config import BackendConfig
+
+class PreprocessorConfig(Protocol):
+    """The fields of a backend's config that the shipped preprocessors read; every
+    `BackendConfig` has them (a registered factory may read its subclass's own fields)."""
+
+    @property
+    def input_format(self) -> str: ...
+    @property
+    def rename_fields(self) -> dict[str, str]: ...
+    @property
+    def feature_names(self) -> list[str]: ...
+    @property
+    def flatten_nested_inputs(self) -> bool: ...
+    @property
+    def flatten_lists(self) -> bool: ...
+    @property
+    def nested_field_delimiter(self) -> str: ...
+
 
 Records = list[dict[str, Any]]
-Preprocessor = Callable[[Records], Any]
-PreprocessorFactory = Callable[["BackendConfig"], Preprocessor]
+PreprocessorFn = Callable[[Records], Any]
+PreprocessorFactory = Callable[[PreprocessorConfig], PreprocessorFn]
 F = TypeVar("F", bound=PreprocessorFactory)
 
 _MISSING: Any = object()
@@ -76,12 +107,12 @@ def input_formats() -> tuple[str, ...]:
     return tuple(sorted(_REGISTRY))
 
 
-def get_preprocessor(config: BackendConfig) -> Preprocessor:
+def get_preprocessor(config: PreprocessorConfig) -> PreprocessorFn:
     """Build the preprocessor of `config.input_format` for `config`."""
     factory = _REGISTRY.get(config.input_format)
     if factory is None:
         known = ", ".join(input_formats())
-        raise ConfigError(
+        raise UnknownPreprocessorError(
             [("input_format", f"unknown input format {config.input_format!r}; known: {known}")],
             subject="preprocessor",
         )
@@ -144,22 +175,81 @@ def _setter(key: str, delimiter: str, nested: bool) -> Callable[[dict[str, Any],
     return put
 
 
-def passthrough(config: BackendConfig) -> Preprocessor:
-    """`input_format: passthrough`: the batch, untouched."""
-    return _identity
+class Preprocessor(abc.ABC):
+    """Base class of a preprocessor over a batch of records (upstream's API).
 
-
-def _identity(records: Records) -> Records:
-    return records
-
-
-class RecordsPreprocessor:
-    """`input_format: records`: flatten, rename, then select and order `feature_names`.
-
-    With none of those configured it returns the batch itself (no copy).
+    A subclass defines `resolve()`, which checks the config (`self.config`) once, at
+    construction, and `process(records)`, which turns a batch into the backend's input.
+    Calling the preprocessor runs `process`; an exception it raises reaches the caller as a
+    `PreprocessorRuntimeError` (a `PreprocessError` naming the record passes as it is).
+    Register a subclass as an input format with `register_preprocessor(name, Subclass)`.
     """
 
-    def __init__(self, config: BackendConfig) -> None:
+    def __init__(self, config: PreprocessorConfig) -> None:
+        self.config = config
+        self.resolve()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+    def __call__(self, raw_inputs: Records) -> Any:
+        try:
+            return self.process(raw_inputs)
+        except PreprocessorRuntimeError:
+            raise
+        except Exception as exc:
+            raise PreprocessorRuntimeError(
+                f"failed to preprocess inputs: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    @abc.abstractmethod
+    def resolve(self) -> None:
+        """Check the config for what this preprocessor needs; raise `PreprocessorInitError`
+        (a `ConfigError`) when it cannot work with it."""
+
+    @abc.abstractmethod
+    def process(self, raw_inputs: Records) -> Any:
+        """The backend's input for a batch of records."""
+
+
+class PassthroughPreprocessor(Preprocessor):
+    """`input_format: passthrough`: the batch, untouched (the very list)."""
+
+    def resolve(self) -> None:
+        return None
+
+    def process(self, raw_inputs: Records) -> Records:
+        return raw_inputs
+
+    def __call__(self, raw_inputs: Records) -> Records:
+        return raw_inputs  # nothing can fail: skip the error wrapping
+
+
+def delimiter_collisions(record: dict[str, Any], delimiter: str, path: str = "") -> list[str]:
+    """The paths of the keys in `record` (nested dicts included) that contain `delimiter`."""
+    found = []
+    for key, value in record.items():
+        here = f"{path}{delimiter}{key}" if path else str(key)
+        if delimiter in str(key):
+            found.append(here)
+        if isinstance(value, dict):
+            found.extend(delimiter_collisions(value, delimiter, here))
+    return found
+
+
+class RecordsPreprocessor(Preprocessor):
+    """`input_format: records`: flatten, rename, then select and order `feature_names`.
+
+    With `feature_names`, an output record holds the renamed fields and then the features
+    not already among them, in order; a field that is missing or null is left out. With none
+    of flattening, renaming and selection configured it returns the batch itself (no copy).
+    When `feature_names` or `rename_fields` use nested paths on unflattened records, a
+    record with a key that contains the delimiter is ambiguous and fails (a
+    `PreprocessError`), unless `ignore_delimiter_collisions`.
+    """
+
+    def resolve(self) -> None:
+        config = self.config
         self.delimiter = config.nested_field_delimiter
         self.flatten = config.flatten_nested_inputs
         self.flatten_lists = config.flatten_lists
@@ -168,34 +258,64 @@ class RecordsPreprocessor:
         self.passthrough = not (self.rename or self.features or self.flatten)
         # Paths are followed through nested dicts only when records are not flattened.
         nested = not self.flatten
-        old_name = {new: old for old, new in self.rename.items()}
-        self._select = [
-            (
-                _getter(old_name.get(f, f), self.delimiter, nested),
-                _setter(f, self.delimiter, nested),
-            )
+        d = self.delimiter
+        renames = [
+            (_getter(old, d, nested), _setter(new, d, nested)) for old, new in self.rename.items()
+        ]
+        renamed_to = set(self.rename.values())
+        features = [
+            (_getter(f, d, nested), _setter(f, d, nested))
             for f in self.features
+            if f not in renamed_to
         ]
+        self._select = renames + features
         self._nested_renames = [
-            (_getter(old, self.delimiter, True), _setter(new, self.delimiter, True))
+            (_getter(old, d, True), _setter(new, d, True))
             for old, new in self.rename.items()
-            if nested and self.delimiter in old
+            if nested and d in old
         ]
+        self.check_collisions = (
+            nested
+            and not getattr(config, "ignore_delimiter_collisions", False)
+            and any(d in ref for ref in [*self.rename, *self.features])
+        )
 
-    def __call__(self, records: Records) -> Records:
+    def __call__(self, raw_inputs: Records) -> Records:
+        if self.passthrough:
+            return raw_inputs
+        return super().__call__(raw_inputs)  # type: ignore[no-any-return]
+
+    def process(self, raw_inputs: Records) -> Records:
+        records = raw_inputs
         if self.passthrough:
             return records
+        if self.check_collisions:
+            for row, record in enumerate(records):
+                self._check_collisions(row, record)
         if self.flatten:
             records = [flatten_record(r, self.delimiter, self.flatten_lists) for r in records]
         if self.features:
             return [self._pick(r) for r in records]
         return [self._renamed(r) for r in records]
 
+    def _check_collisions(self, row: int, record: Any) -> None:
+        if not isinstance(record, dict):
+            return
+        found = delimiter_collisions(record, self.delimiter)
+        if found:
+            raise PreprocessError(
+                f"keys {found} contain the delimiter {self.delimiter!r}, which makes the "
+                "nested paths in feature_names/rename_fields ambiguous; rename those keys, "
+                "choose another nested_field_delimiter, or set ignore_delimiter_collisions",
+                row=row,
+                field=found[0],
+            )
+
     def _pick(self, record: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for get, put in self._select:
             value = get(record)
-            if value is not _MISSING:
+            if value is not _MISSING and value is not None:
                 put(out, value)
         return out
 
@@ -209,7 +329,7 @@ class RecordsPreprocessor:
         return out
 
 
-class NumpyPreprocessor:
+class NumpyPreprocessor(Preprocessor):
     """`input_format: numpy`: a 2-D array with one column per feature, in `feature_names`
     order (`rename_fields` maps a record's names to those feature names).
 
@@ -218,10 +338,13 @@ class NumpyPreprocessor:
     the record's index and the field.
     """
 
-    def __init__(self, config: BackendConfig) -> None:
+    def resolve(self) -> None:
+        config = self.config
         if not config.feature_names:
             problem = "input_format 'numpy' needs feature_names to choose the array's columns"
-            raise ConfigError([("feature_names", problem)], subject="input_format 'numpy'")
+            raise PreprocessorInitError(
+                [("feature_names", problem)], subject="input_format 'numpy'"
+            )
         self.delimiter = config.nested_field_delimiter
         self.flatten = config.flatten_nested_inputs
         self.flatten_lists = config.flatten_lists
@@ -236,7 +359,11 @@ class NumpyPreprocessor:
             operator.itemgetter(*self.sources) if simple else None
         )
 
-    def __call__(self, records: Records) -> np.ndarray[Any, Any]:
+    def __call__(self, raw_inputs: Records) -> np.ndarray[Any, Any]:
+        return self.process(raw_inputs)  # raises only PreprocessError, naming the record
+
+    def process(self, raw_inputs: Records) -> np.ndarray[Any, Any]:
+        records = raw_inputs
         if self._pick is not None and records:
             try:
                 if all(type(records[0][s]) is float for s in self.sources):
@@ -272,6 +399,6 @@ class NumpyPreprocessor:
         return row
 
 
-register_preprocessor("passthrough", passthrough)
+register_preprocessor("passthrough", PassthroughPreprocessor)
 register_preprocessor("records", RecordsPreprocessor)
 register_preprocessor("numpy", NumpyPreprocessor)

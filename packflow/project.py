@@ -9,10 +9,13 @@ inference_backend: inference:Backend   # file:Class (loader: local) or module:Cl
 loader: local                          # local: a file in the project; module: importable
 backend_config:                        # the backend's config; load-time keywords win
   feature_names: [text]
+env:                                   # environment variables set when the project loads
+  HF_HOME: /models
 ```
 
 Other top-level sections (such as the runtime's `runtime:`) are kept and left to their
-readers. `create_project` writes a working project from a template, `export_project` packs
+readers. `validate_project` checks a project as `packflow validate` and `export` do:
+errors block an export, warnings do not. `create_project` writes a working project from a template, `export_project` packs
 one into a deterministic .zip, and `locate_project` finds the project a path names,
 unpacking an archive once into a cache directory.
 """
@@ -20,6 +23,7 @@ unpacking an archive once into a cache directory.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import importlib.resources
 import os
 import re
@@ -30,8 +34,9 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+import pathspec
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from packflow.errors import ProjectError, short_repr
 
 PROJECT_FILE = "packflow.yaml"
+REQUIREMENTS_FILE = "requirements.txt"
 CACHE_ENV = "PACKFLOW_CACHE_DIR"
 NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*$"
 
@@ -62,6 +68,11 @@ _EXCLUDED_DIRS = frozenset(
 )
 _EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 _EXCLUDED_NAMES = frozenset({".DS_Store"})
+# Upstream's names for what an export leaves out, and the modes its files get.
+EXPORT_EXCLUDE_DIRS = _EXCLUDED_DIRS
+EXPORT_EXCLUDE_PATTERNS = frozenset({f"*{suffix}" for suffix in _EXCLUDED_SUFFIXES})
+FILE_PERMISSIONS = 0o644
+DIR_PERMISSIONS = 0o755
 # A fixed timestamp, so that the same files always make the same archive bytes.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
@@ -79,6 +90,43 @@ class PackflowConfig(BaseModel):
     loader: Literal["local", "module"] = "local"
     python_version: str = ""
     backend_config: dict[str, Any] = {}
+    env: dict[str, str] = {}
+    extra: dict[str, Any] = {}
+
+    @classmethod
+    def from_project_path(cls, base_dir: str | Path) -> PackflowConfig:
+        """Upstream's name for `read`: the `packflow.yaml` of the project at `base_dir`."""
+        return cls.read(Path(base_dir).resolve())
+
+    def archive_file_name(self, base_dir: str | Path) -> Path:
+        """Where `export` writes the archive in `base_dir`: `<base_dir>/<archive_name()>`."""
+        return Path(base_dir).resolve() / self.archive_name()
+
+    def write_yaml(self, base_dir: str | Path) -> Path:
+        """Write this config as `<base_dir>/packflow.yaml` (metadata, runtime, then the
+        `env`, `backend_config`, `extra` and other sections that are set)."""
+        path = Path(base_dir).resolve() / PROJECT_FILE
+        data = self.model_dump()
+        data.update(self.model_extra or {})
+        groups = [
+            ("metadata", ["name", "version", "description", "maintainers"]),
+            ("runtime", ["inference_backend", "loader", "python_version"]),
+        ]
+        parts = []
+        for title, keys in groups:
+            section = {k: data.pop(k) for k in keys}
+            parts.append(f"# === {title.upper()} ===\n" + yaml.safe_dump(section, sort_keys=False))
+        rest = {k: v for k, v in data.items() if v not in ({}, [], None, "")}
+        if rest:
+            parts.append("# === CONFIGURATION ===\n" + yaml.safe_dump(rest, sort_keys=False))
+        path.write_text("\n".join(parts), encoding="utf-8")
+        return path
+
+    def write_requirements(self, base_dir: str | Path) -> Path:
+        """Write `<base_dir>/requirements.txt` naming Packflow."""
+        path = Path(base_dir).resolve() / REQUIREMENTS_FILE
+        path.write_text("packflow\n", encoding="utf-8")
+        return path
 
     @classmethod
     def read(cls, project_dir: Path) -> PackflowConfig:
@@ -109,6 +157,172 @@ class PackflowConfig(BaseModel):
         """`<name>-<version>.zip`, with `-` in the name made `_` so that the last `-` parts
         name from version (PEP 625)."""
         return f"{self.name.replace('-', '_')}-{self.version}.zip"
+
+
+def get_python_version() -> str:
+    """The running interpreter's version, `major.minor.micro`."""
+    return ".".join(map(str, sys.version_info[:3]))
+
+
+def normalize_archive_name(name: str) -> str:
+    """A project name as it appears in an archive's file name: `-` made `_` (PEP 625)."""
+    return name.replace("-", "_")
+
+
+def apply_env_vars(config: PackflowConfig) -> None:
+    """Set the environment variables of the config's `env:` section, warning when one
+    replaces a different value already set."""
+    from packflow.logging import get_logger
+
+    for key, value in config.env.items():
+        current = os.environ.get(key)
+        if current is not None and current != value:
+            get_logger().warning(
+                "project_env_overrides", variable=key, current=current, project_value=value
+            )
+        os.environ[key] = value
+
+
+def check_python_version(config: PackflowConfig) -> str | None:
+    """A warning when the config's `python_version` differs from the running Python's
+    major.minor version (or cannot be read), else None."""
+    if not config.python_version:
+        return None
+    try:
+        wanted = tuple(int(p) for p in config.python_version.split(".")[:2])
+    except ValueError:
+        wanted = ()
+    if len(wanted) != 2:
+        return (
+            f"python_version {config.python_version!r} in {PROJECT_FILE} is not a version "
+            f"like {get_python_version()!r}."
+        )
+    if wanted != sys.version_info[:2]:
+        return (
+            f"{PROJECT_FILE} specifies Python {config.python_version}, but the current "
+            f"environment is Python {get_python_version()}."
+        )
+    return None
+
+
+# Files every project needs, and files a distributed project should have.
+REQUIRED_FILES = (PROJECT_FILE, REQUIREMENTS_FILE)
+RECOMMENDED_FILES = ("MODEL_CARD.md", "LICENSE.txt", "README.md")
+# Text our templates hold until the author replaces it.
+_TEMPLATE_MARKERS = {
+    "MODEL_CARD.md": "Replace this card",
+    "README.md": "A Packflow inference backend.",
+}
+
+
+def _echo(verbose: bool, line: str) -> None:
+    if verbose:  # the checklist of `packflow validate -v` and `export -v`, as upstream's
+        sys.stdout.write(line + "\n")
+
+
+def validate_project(
+    project_dir: str | Path, config: PackflowConfig | None = None, *, verbose: bool = False
+) -> tuple[list[str], list[str]]:
+    """Check a project for distribution: `(errors, warnings)`.
+
+    Errors (an export refuses to go on): a required file missing, `requirements.txt`
+    without packflow, an empty name or version, a local backend file missing, a backend
+    that does not import. Warnings: recommended files missing, empty or still the template,
+    an empty description or maintainers list, a different Python version, requirements
+    that are not installed here. `verbose` prints each check as it goes.
+    """
+    base = Path(project_dir).resolve()
+    errors: list[str] = []
+    warnings: list[str] = []
+    _echo(verbose, "\nRequired files:")
+    for name in REQUIRED_FILES:
+        present = (base / name).is_file()
+        _echo(verbose, f"  {'✓' if present else '✗'} {name}{'' if present else ' (missing)'}")
+        if not present:
+            errors.append(f"Required file '{name}' is missing.")
+    if config is None and (base / PROJECT_FILE).is_file():
+        config = PackflowConfig.read(base)
+    if config is not None:
+        _check_config(base, config, errors, warnings, verbose)
+    requirements = base / REQUIREMENTS_FILE
+    if requirements.is_file():
+        _check_requirements(requirements, errors, warnings)
+    _echo(verbose, "\nRecommended files:")
+    for name in RECOMMENDED_FILES:
+        path = base / name
+        status = ""
+        if not path.is_file():
+            status = "missing"
+            warnings.append(f"Recommended file '{name}' is missing.")
+        elif not path.read_text(encoding="utf-8", errors="replace").strip():
+            status = "empty"
+            warnings.append(f"'{name}' is empty.")
+        elif _TEMPLATE_MARKERS.get(name, "\0") in path.read_text(encoding="utf-8"):
+            status = "template"
+            warnings.append(f"'{name}' appears to be unchanged from template.")
+        _echo(verbose, f"  {'⚠' if status else '✓'} {name}{f' ({status})' if status else ''}")
+    return errors, warnings
+
+
+def _check_config(
+    base: Path, config: PackflowConfig, errors: list[str], warnings: list[str], verbose: bool
+) -> None:
+    if not config.version.strip():
+        errors.append("'version' is required for export but is empty.")
+    if not config.description.strip():
+        warnings.append("'description' is empty. A description is recommended before distributing.")
+    if not [m for m in config.maintainers if m.strip()]:
+        warnings.append(
+            "'maintainers' is empty. At least one maintainer is recommended before distributing."
+        )
+    _echo(verbose, f"    name: {config.name}, version: {config.version or '(empty)'}")
+    python = check_python_version(config)
+    if python:
+        warnings.append(python)
+    if config.loader == "local":
+        module = config.inference_backend.split(":")[0]
+        source = module if module.endswith(".py") else module.replace(".", "/") + ".py"
+        if not (base / source).is_file():
+            errors.append(
+                f"Inference backend file '{source}' is missing. Required for local loader with "
+                f"inference_backend '{config.inference_backend}'."
+            )
+            return
+    # The smoke test: the backend's module imports and names a backend (not constructed).
+    from packflow.loaders import LocalLoader, ModuleLoader
+
+    loader_class = LocalLoader if config.loader == "local" else ModuleLoader
+    try:
+        loader_class(config.inference_backend, base_dir=base).load_backend_module()
+    except Exception as exc:  # noqa: BLE001 (any failure to import is the finding)
+        errors.append(
+            f"inference_backend '{config.inference_backend}' failed the {loader_class.__name__} "
+            f"smoke test: {exc}"
+        )
+        _echo(verbose, f"    ✗ {loader_class.__name__}: {exc}")
+    else:
+        _echo(verbose, f"    ✓ {loader_class.__name__} loads {config.inference_backend}")
+
+
+def _check_requirements(path: Path, errors: list[str], warnings: list[str]) -> None:
+    lines = [
+        line.split("#")[0].strip()
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.split("#")[0].strip()
+    ]
+    names = [re.split(r"[\s\[<>=!~;@]", line, maxsplit=1)[0] for line in lines]
+    if "packflow" not in [n.lower() for n in names]:
+        errors.append(f"'packflow' is not listed in {REQUIREMENTS_FILE}.")
+    for name in names:
+        if not name or name.startswith("-"):
+            continue
+        try:
+            importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            warnings.append(
+                f"Package '{name}' from {REQUIREMENTS_FILE} is not installed in the current "
+                "environment."
+            )
 
 
 def locate_project(path: str | Path) -> Path:
@@ -171,16 +385,33 @@ def _unpack(archive: Path) -> Path:
     raise ProjectError(f"{archive} holds no {PROJECT_FILE} at its root")
 
 
-def create_project(name: str, *, directory: str | Path = ".", force: bool = False) -> Path:
-    """Write a working project `<directory>/<name>`: `packflow.yaml`, a backend
-    (`inference.py`), a sample input (`sample.jsonl`), a test, a README and requirements.
+# The files every new project gets; the template's others are optional.
+MANDATORY_TEMPLATE_FILES = frozenset({"inference.py", "packflow.yaml", "requirements.txt"})
 
-    An existing directory is written into only with `force` (same-named files are replaced).
+
+def create_project(
+    name: str,
+    *,
+    directory: str | Path = ".",
+    force: bool = False,
+    config_data: dict[str, Any] | None = None,
+    optional_files: list[str] | None = None,
+) -> Path:
+    """Write a working project `<directory>/<name>`: `packflow.yaml`, a backend
+    (`inference.py`), a sample input (`sample.jsonl`), its tests (`tests.py`), a script that
+    validates the backend on the sample (`validate.py`), `MODEL_CARD.md`, `LICENSE.txt`,
+    `README.md` and `requirements.txt`.
+
+    `config_data` sets `packflow.yaml` fields (`version`, `description`, `maintainers`,
+    `env`, `backend_config`, ...); `optional_files` limits the template's files to
+    `inference.py`, `packflow.yaml`, `requirements.txt` and those named. An existing
+    directory is written into only with `force` (same-named files are replaced); a new
+    directory is removed again when writing fails.
     """
     if not re.match(NAME_PATTERN, name):
         raise ProjectError(
-            f"invalid project name {name!r}: start with a letter, then use only letters, "
-            "digits, '-' and '_'"
+            f"Invalid project name '{name}'. Names must start with a letter and contain only "
+            "letters, digits, hyphens, and underscores."
         )
     target = Path(directory) / name
     if target.exists() and not target.is_dir():
@@ -190,59 +421,96 @@ def create_project(name: str, *, directory: str | Path = ".", force: bool = Fals
             f"{target} already exists; use -f/--force to write the project into it "
             "(files of the same names are overwritten)"
         )
+    data = dict(config_data or {})
+    data.pop("name", None)
+    try:
+        config = PackflowConfig.model_validate({"name": name, **data})
+    except pydantic.ValidationError as exc:
+        raise ProjectError(f"invalid config_data: {exc.errors()[0]['msg']}") from None
+    maintainers = config.maintainers or []
     values = {
         "name": name,
-        "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "version": config.version or "0.1.0",
+        "description": config.description or f"What {name} computes, for whom.",
+        "maintainers": "[" + ", ".join(maintainers) + "]",
+        "python_version": config.python_version
+        or f"{sys.version_info.major}.{sys.version_info.minor}",
     }
+    wanted = None if optional_files is None else MANDATORY_TEMPLATE_FILES | set(optional_files)
+    created = not target.exists()
     target.mkdir(parents=True, exist_ok=True)
     templates = importlib.resources.files("packflow").joinpath("templates", "project")
-    for template in templates.iterdir():
-        if template.name.endswith(".tmpl"):
+    try:
+        for template in templates.iterdir():
+            file_name = template.name.removesuffix(".tmpl")
+            if not template.name.endswith(".tmpl") or (
+                wanted is not None and file_name not in wanted
+            ):
+                continue
             text = string.Template(template.read_text(encoding="utf-8")).substitute(values)
-            (target / template.name.removesuffix(".tmpl")).write_text(text, encoding="utf-8")
+            (target / file_name).write_text(text, encoding="utf-8")
+        # Fields the template does not spell out: merged into packflow.yaml as written.
+        others = {k: v for k, v in data.items() if k not in values}
+        if others:
+            path = target / PROJECT_FILE
+            written = yaml.safe_load(path.read_text(encoding="utf-8"))
+            written.update(others)
+            PackflowConfig.model_validate(written).write_yaml(target)
+    except BaseException:
+        if created:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
     return target
 
 
-def export_project(project_path: str | Path = ".", output_dir: str | Path = ".") -> Path:
+def export_project(
+    project_path: str | Path = ".", output_dir: str | Path = ".", *, verbose: bool = False
+) -> Path:
     """Pack the project at `project_path` into `<output_dir>/<name>-<version>.zip`.
 
-    The archive holds the project's files at its root (caches, environments and version
-    control left out) and is byte-for-byte the same for the same files, so it can be loaded
-    as it is by `InferenceBackendLoader.from_project` and `packflow run`.
+    The project is validated first (`validate_project`): any error raises a `ProjectError`
+    listing them all. The archive holds the project's files at its root, less caches,
+    environments, version control and what the project's `.gitignore` ignores, and is
+    byte-for-byte the same for the same files, so it can be loaded as it is by
+    `InferenceBackendLoader.from_project` and `packflow run`.
     """
     project = Path(project_path)
     if not project.is_dir():
         raise ProjectError(f"{project} is not a project directory")
     project = locate_project(project)
     config = PackflowConfig.read(project)
-    if not config.version.strip():
-        raise ProjectError(f"{project / PROJECT_FILE}: version is empty; set it before exporting")
-    if config.loader == "local":
-        module = config.inference_backend.split(":")[0]
-        source = module if module.endswith(".py") else module.replace(".", "/") + ".py"
-        if not (project / source).is_file():
-            raise ProjectError(
-                f"{project / PROJECT_FILE}: inference_backend {config.inference_backend!r} "
-                f"names {source}, which the project does not have"
-            )
+    errors, _ = validate_project(project, config, verbose=verbose)
+    if errors:
+        raise ProjectError(
+            "Export blocked due to validation errors:\n" + "\n".join(f"  - {e}" for e in errors)
+        )
     output = Path(output_dir).resolve()
     output.mkdir(parents=True, exist_ok=True)
     archive = output / config.archive_name()
     previous_exports = f"{config.name.replace('-', '_')}-*.zip"
     partial = archive.with_name(f".{archive.name}.partial")
+    ignored = _gitignore(project)
     with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for path in _project_files(project):
             relative = path.relative_to(project)
             if len(relative.parts) == 1 and relative.match(previous_exports):
                 continue
-            if path.resolve() in (archive, partial):
+            if path.resolve() in (archive, partial) or ignored.match_file(relative.as_posix()):
                 continue
             info = zipfile.ZipInfo(relative.as_posix(), date_time=_ZIP_EPOCH)
-            info.external_attr = (0o100755 if os.access(path, os.X_OK) else 0o100644) << 16
+            mode = DIR_PERMISSIONS if os.access(path, os.X_OK) else FILE_PERMISSIONS
+            info.external_attr = (0o100000 | mode) << 16
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, path.read_bytes())
     os.replace(partial, archive)
     return archive
+
+
+def _gitignore(project: Path) -> pathspec.GitIgnoreSpec:
+    """The patterns of the project's `.gitignore` (none when it has none)."""
+    path = project / ".gitignore"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
 def _project_files(project: Path) -> Iterator[Path]:
@@ -254,25 +522,63 @@ def _project_files(project: Path) -> Iterator[Path]:
 
 
 class PackflowProject:
-    """A project directory, with the operations `packflow create` and `export` run."""
+    """A project directory, with the operations `packflow create`, `validate` and `export`
+    run."""
+
+    REQUIRED_FILES: ClassVar[list[str]] = list(REQUIRED_FILES)
+    RECOMMENDED_FILES: ClassVar[list[str]] = list(RECOMMENDED_FILES)
 
     def __init__(self, base_dir: str | Path) -> None:
         self.base_dir = locate_project(base_dir)
+        self.export_warnings: list[str] = []
 
     def __repr__(self) -> str:
         return f"PackflowProject({str(self.base_dir)!r})"
 
+    @property
+    def has_packflow_config(self) -> bool:
+        """Whether the project has its `packflow.yaml`."""
+        return (self.base_dir / PROJECT_FILE).is_file()
+
     @classmethod
     def create(
-        cls, project_name: str, force: bool = False, directory: str | Path = "."
+        cls,
+        project_name: str,
+        force: bool = False,
+        template: str = "minimal",
+        config_data: dict[str, Any] | None = None,
+        optional_files: list[str] | None = None,
+        directory: str | Path = ".",
     ) -> PackflowProject:
-        """Write a new project from the template (see `create_project`) and open it."""
-        return cls(create_project(project_name, directory=directory, force=force))
+        """Write a new project from the template (see `create_project`) and open it.
+        `template` is upstream's: its one template, `minimal`, is this one."""
+        if template != "minimal":
+            raise ProjectError(f"unknown template {template!r}; the template is 'minimal'")
+        return cls(
+            create_project(
+                project_name,
+                directory=directory,
+                force=force,
+                config_data=config_data,
+                optional_files=optional_files,
+            )
+        )
 
     def load_config(self) -> PackflowConfig:
-        """The project's `packflow.yaml`."""
-        return PackflowConfig.read(self.base_dir)
+        """The project's `packflow.yaml`; its `env:` variables are set in this process."""
+        config = PackflowConfig.read(self.base_dir)
+        apply_env_vars(config)
+        return config
 
-    def export(self, output_directory: str | Path = ".") -> Path:
-        """Pack the project into a .zip archive (see `export_project`)."""
-        return export_project(self.base_dir, output_directory)
+    def validate_required_files(
+        self, verbose: bool = False, config: PackflowConfig | None = None
+    ) -> tuple[list[str], list[str]]:
+        """`(errors, warnings)` of the project (see `validate_project`)."""
+        return validate_project(self.base_dir, config, verbose=verbose)
+
+    def export(self, output_directory: str | Path = ".", verbose: bool = False) -> Path:
+        """Validate, then pack the project into a .zip archive (see `export_project`); the
+        validation's warnings are kept in `export_warnings`."""
+        archive = export_project(self.base_dir, output_directory, verbose=verbose)
+        self.export_warnings = validate_project(self.base_dir)[1]
+        return archive

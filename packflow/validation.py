@@ -13,11 +13,15 @@ Rules (`Rule`):
 - `json_serializable`: every output row encodes as JSON with orjson's default options,
   which is how results are published. numpy scalars and arrays, bytes, sets, non-string
   keys and integers beyond 64 bits fail; convert numpy values with `.item()` or `.tolist()`.
+- `finite_number`: no number in an output row is NaN or infinite. JSON (RFC 8259) has no
+  such numbers, and orjson would publish them as `null`, silently. The check is nearly
+  free: only a batch whose encoding holds `null` is searched for them.
 """
 
 from __future__ import annotations
 
 import enum
+import math
 from itertools import repeat
 from typing import Any
 
@@ -34,6 +38,7 @@ class Rule(enum.StrEnum):
     ROW_COUNT = "row_count"
     ROW_TYPE = "row_type"
     JSON_SERIALIZABLE = "json_serializable"
+    FINITE_NUMBER = "finite_number"
 
 
 def check_inputs(inputs: Any) -> list[dict[str, Any]]:
@@ -89,11 +94,13 @@ def row_failures(outputs: list[Any]) -> list[ValidationError]:
     order; an empty list when every row passes."""
     if all(map(isinstance, outputs, repeat(dict))):
         try:
-            orjson.dumps(outputs)
+            encoded = orjson.dumps(outputs)
         except (TypeError, orjson.JSONEncodeError):
             pass
         else:
-            return []
+            # orjson writes NaN and infinities as null: only then can a row hold one.
+            if b"null" not in encoded:
+                return []
     failures = []
     for row, output in enumerate(outputs):
         failure = row_failure(row, output)
@@ -112,13 +119,41 @@ def row_failure(row: int, output: Any) -> ValidationError | None:
             value=output,
         )
     try:
-        orjson.dumps(output)
+        encoded = orjson.dumps(output)
     except (TypeError, orjson.JSONEncodeError) as exc:
         path, value, reason = _unserializable(output, "") or ("the row", output, str(exc))
         hint = "; convert numpy values with .item() or .tolist()" if _is_numpy(value) else ""
         return ValidationError(
             f"{path}: {reason}{hint}", rule=Rule.JSON_SERIALIZABLE, row=row, value=value
         )
+    if b"null" in encoded:
+        found = _non_finite(output, "")
+        if found is not None:
+            path, number = found
+            return ValidationError(
+                f"{path}: {number!r} is not a JSON number (RFC 8259 has no NaN or infinity); "
+                "publish null or a string for it explicitly",
+                rule=Rule.FINITE_NUMBER,
+                row=row,
+                value=number,
+            )
+    return None
+
+
+def _non_finite(value: Any, path: str) -> tuple[str, float] | None:
+    """The path and value of the first NaN or infinite float in `value`, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path or "the row", value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _non_finite(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _non_finite(item, f"{path}[{i}]")
+            if found:
+                return found
     return None
 
 

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from consumer.broker import BrokerSettings, LocalCluster, free_port_block
-from consumer.topics import TopicSpec, admin_client, create_topics
+from packflow.runtime.broker import BrokerSettings, LocalCluster, free_port_block
+from packflow.runtime.topics import TopicSpec, admin_client, create_topics
+from tests.schema_registry import schema_registry_url
+
+__all__ = ["schema_registry_url"]  # a fixture: every test module may ask for it
 
 
 def cluster_settings(data_dir: Path, nodes: int = 1, **extra: object) -> BrokerSettings:
@@ -62,3 +68,26 @@ def make_topic(kafka_bootstrap: str, request: pytest.FixtureRequest) -> Iterator
         admin = admin_client(kafka_bootstrap)  # must outlive its futures
         for future in admin.delete_topics(created).values():
             future.result(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def packflow_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel `python -m build` makes of this checkout (built once per session, from a copy,
+    so that setuptools' build/ and egg-info stay out of the checkout and stale files out of
+    the wheel)."""
+    source = tmp_path_factory.mktemp("source") / "packflow"
+    shutil.copytree(
+        Path(__file__).resolve().parents[1],
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".packflow"
+        ),
+    )
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out), source],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = out.glob("packflow-*.whl")
+    return wheel

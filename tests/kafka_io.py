@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer
 
@@ -39,9 +40,11 @@ def collect(
     timeout: float = 60.0,
     settle: float = 2.0,
     isolation: str = "read_committed",
+    config: Mapping[str, Any] | None = None,
 ) -> list[Message]:
     """Read `topic` from the beginning with a fresh group until `until(messages so far)`, then
-    keep polling `settle` seconds so that any extra message would be caught too."""
+    keep polling `settle` seconds so that any extra message would be caught too. `config`:
+    more librdkafka settings (security)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -49,6 +52,7 @@ def collect(
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
             "isolation.level": isolation,
+            **(config or {}),
         }
     )
     consumer.subscribe([topic])

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from confluent_kafka import Message
 
-from consumer.codecs import decode_result, make_encoder
-from consumer.contracts import load_schema
-from consumer.generate import synthetic_records
+from packflow.runtime.codecs import decode_result, make_encoder
+from packflow.runtime.contracts import load_schema
+from packflow.runtime.generate import synthetic_records
+from packflow.runtime.processes import ReplicaProcess, packflow_command
 from tests.kafka_io import produce
 
-PACKFLOW = str(Path(sys.executable).parent / "packflow")
+PACKFLOW = packflow_command()[0]
 
 
 @dataclass(frozen=True)
@@ -57,73 +54,27 @@ def make_pipeline(bootstrap: str, make_topic: Callable[..., str], partitions: in
     )
 
 
-class Run:
-    """`packflow run ...` in a subprocess, its JSON log lines in a file."""
+class Run(ReplicaProcess):
+    """`packflow run` on a test pipeline (the runtime's own harness: packflow.runtime.processes)."""
 
     def __init__(
-        self, pipeline: Pipeline, log: Path, *args: str, env: dict[str, str] | None = None
+        self,
+        pipeline: Pipeline,
+        log: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ):
-        self.log = log
-        environment = dict(os.environ, PACKFLOW_LOG_FORMAT="json", **(env or {}))
-        with log.open("ab") as err:
-            self.proc = subprocess.Popen(
-                [PACKFLOW, "run", *pipeline.flags(), *args],
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                env=environment,
-            )
+        super().__init__([*pipeline.flags(), *args], log, env=env, cwd=cwd)
 
-    def events(self, name: str | None = None) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log.read_bytes().splitlines():
-            try:
-                event = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue  # librdkafka or Java noise
-            if isinstance(event, dict) and (name is None or event.get("event") == name):
-                found.append(event)
-        return found
 
-    def _until(self, done: Callable[[], bool], what: Callable[[], str], timeout: float) -> None:
-        """Poll `done` until it holds; fails with `what` after `timeout`, or if the run ends."""
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{what()} in {timeout}s:\n{self.log.read_text()[-3000:]}")
-            assert self.proc.poll() is None, (
-                f"packflow run exited early:\n{self.log.read_text()[-3000:]}"
-            )
-            time.sleep(0.2)
-
-    def wait_for(self, name: str, count: int = 1, timeout: float = 60) -> list[dict[str, Any]]:
-        self._until(
-            lambda: len(self.events(name)) >= count, lambda: f"no {count} {name!r} events", timeout
-        )
-        return self.events(name)
-
-    def wait_for_replicas(self, replicas: int, timeout: float = 90) -> None:
-        """Until each of `replicas` replicas has been given partitions at least once."""
-
-        def assigned() -> set[int]:
-            return {e["replica"] for e in self.events("partitions_assigned") if e["partitions"]}
-
-        self._until(
-            lambda: len(assigned()) >= replicas,
-            lambda: f"only replicas {sorted(assigned())} got partitions",
-            timeout,
-        )
-
-    def terminate(self, timeout: float = 60) -> int:
-        """SIGTERM, then the exit code (the test fails if it does not exit in time)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise AssertionError(
-                f"no exit {timeout}s after SIGTERM:\n{self.log.read_text()[-3000:]}"
-            )
+def endpoint(port: int, path: str) -> tuple[int, str]:
+    """HTTP status and body of a replica's endpoint (`/readyz`, `/metrics`) on loopback."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
 
 
 def demo_records(count: int, start: int = 0, seed: int = 0) -> list[dict[str, Any]]:
@@ -131,13 +82,18 @@ def demo_records(count: int, start: int = 0, seed: int = 0) -> list[dict[str, An
 
 
 def produce_records(
-    pipeline: Pipeline, records: list[dict[str, Any]], codec: str = "schemaless"
+    pipeline: Pipeline,
+    records: list[dict[str, Any]],
+    codec: str = "schemaless",
+    config: Mapping[str, Any] | None = None,
 ) -> None:
+    """`config`: more librdkafka settings of the producer (security)."""
     encoder = make_encoder(codec, "demo_input")
     produce(
         pipeline.bootstrap,
         pipeline.input,
         [(r["id"].encode(), encoder.encode(r)) for r in records],
+        **(config or {}),
     )
 
 

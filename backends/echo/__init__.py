@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from backends.echo.backend import EchoBackend, EchoConfig
+from .backend import EchoBackend, EchoConfig
 
-# `backends.echo:Backend`, the name `packflow run --backend` examples use.
+# `packflow.examples.echo:Backend`, the name `packflow run --backend` examples use.
 Backend = EchoBackend
 
 __all__ = ["Backend", "EchoBackend", "EchoConfig"]

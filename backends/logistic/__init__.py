@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from backends.logistic.backend import LogisticBackend, LogisticConfig
+from .backend import LogisticBackend, LogisticConfig
 
-# `backends.logistic:Backend`, the name `packflow run --backend` examples use.
+# `packflow.examples.logistic:Backend`, the name `packflow run --backend` examples use.
 Backend = LogisticBackend
 
 __all__ = ["Backend", "LogisticBackend", "LogisticConfig"]

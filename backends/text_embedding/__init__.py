@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from backends.text_embedding.backend import (
+from .backend import (
     TextEmbeddingBackend,
     TextEmbeddingConfig,
     packaged_model_dir,
 )
 
-# `backends.text_embedding:Backend`, as for the other shipped backends.
+# `packflow.examples.text_embedding:Backend`, as for the other shipped backends.
 Backend = TextEmbeddingBackend
 
 __all__ = ["Backend", "TextEmbeddingBackend", "TextEmbeddingConfig", "packaged_model_dir"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from backends.torch_mlp.backend import TorchMLPBackend, TorchMLPConfig
+from .backend import TorchMLPBackend, TorchMLPConfig
 
-# `backends.torch_mlp:Backend`, as for the other shipped backends.
+# `packflow.examples.torch_mlp:Backend`, as for the other shipped backends.
 Backend = TorchMLPBackend
 
 __all__ = ["Backend", "TorchMLPBackend", "TorchMLPConfig"]

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from backends.torch_mlp.model import mlp_for
 from packflow.config import Field
 from packflow.devices import TorchBackend, TorchConfig, load_state_dict
+from packflow.examples.torch_mlp.model import mlp_for
 
 WEIGHTS = Path(__file__).with_name("weights.pt")
 

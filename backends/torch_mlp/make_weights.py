@@ -1,4 +1,4 @@
-"""Make `weights.pt`, the torch MLP backend's weights: `python -m backends.torch_mlp.make_weights`.
+"""Make `weights.pt`, the torch MLP backend's weights: `python -m packflow.examples.torch_mlp.make_weights`.
 
 Trains the MLP of `model.py` for a few hundred steps on synthetic records labelled by
 `labels_of`, from a fixed seed, on the CPU with deterministic algorithms, and saves its state
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from backends.torch_mlp.model import FEATURES, build_mlp, labels_of
+from .model import FEATURES, build_mlp, labels_of
 
 WEIGHTS = Path(__file__).with_name("weights.pt")
 

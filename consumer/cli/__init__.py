@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import pydantic
 import typer
 
-from consumer.cli import demo, dlq, kafka, produce, project, results, run, status, topics
+import packflow
+from packflow import cli as sdk_cli
 from packflow.errors import PackflowError
+
+from ..settings import validation_problems
+from . import acls, demo, dlq, kafka, messages, produce, project, results, run, status, topics
 
 app = typer.Typer(
     name="packflow",
@@ -14,28 +19,54 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(shown: bool) -> None:
+    if shown:
+        typer.echo(f"packflow {packflow.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        help="Print the installed Packflow version and exit.",
+    ),
+) -> None:
+    """Packflow: machine-learning inference on Kafka streams."""
+    messages.show_settings_warnings()
+
+
 app.add_typer(kafka.app, name="kafka")
 app.add_typer(topics.app, name="topics")
 app.add_typer(dlq.app, name="dlq")
 app.command("check")(project.check)
-app.command("create")(project.create)
-app.command("export")(project.export)
+# The SDK's commands, with upstream Packflow's flags, messages and exit codes.
+app.command("create")(sdk_cli.create)
+app.command("export")(sdk_cli.export)
+app.command("validate")(sdk_cli.validate)
 app.command("run")(run.run)
 app.command("produce")(produce.produce)
 app.command("results")(results.results)
 app.command("demo")(demo.demo)
 app.command("status")(status.status)
+app.command("acls")(acls.acls)
 
 
 def main() -> None:
-    """The console script: a Packflow error is one line on stderr and exit code 1."""
+    """The console script: a Packflow error, or a value pydantic rejects, is one line on
+    stderr and exit code 1."""
     try:
         app()
     except PackflowError as exc:
-        typer.echo(f"packflow: error: {exc}", err=True)
-        detail = getattr(exc, "detail", "")
-        if detail:
-            typer.echo(detail, err=True)
+        messages.error(str(exc), getattr(exc, "detail", ""))
+        raise SystemExit(1) from None
+    except pydantic.ValidationError as exc:
+        messages.error(f"invalid {exc.title}: {validation_problems(exc)}")
         raise SystemExit(1) from None
 
 

@@ -1,5 +1,5 @@
-"""`python -m consumer.cli`: the same as the `packflow` command."""
+"""`python -m packflow.runtime.cli`: the same as the `packflow` command."""
 
-from consumer.cli import main
+from . import main
 
 main()

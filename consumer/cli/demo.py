@@ -7,10 +7,7 @@ result is in, prints a summary and a few results, and stops what it started.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -21,31 +18,35 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consumer.broker import BrokerSettings, LocalCluster
-from consumer.cli.produce import produce_records
-from consumer.codecs import decode_result
-from consumer.contracts import load_schema
-from consumer.generate import synthetic_records
-from consumer.results import read_topic
-from consumer.settings import load_settings
-from consumer.topics import create_topics, pipeline_topics
+from ..broker import BrokerSettings, LocalCluster
+from ..client import DeadLetters, Results
+from ..contracts import load_schema
+from ..generate import synthetic_records
+from ..processes import ReplicaProcess, read_events
+from ..settings import RuntimeSettings, load_settings
+from ..topics import create_topics, pipeline_topics
+from .options import SettingsFlags, settings_options
+from .produce import produce_records
 
-BACKEND = "backends.logistic:Backend"
+BACKEND = "packflow.examples.logistic:Backend"
 
 
+@settings_options("replicas", defaults={"replicas": 2})
 def demo(
     records: Annotated[int, typer.Option(min=1, help="demo records to produce")] = 20_000,
-    replicas: Annotated[int, typer.Option(min=1, help="replica processes")] = 2,
     partitions: Annotated[int, typer.Option(min=1)] = 6,
     timeout: Annotated[float, typer.Option(help="seconds to wait for all results")] = 300,
+    *,
+    flags: SettingsFlags,
 ) -> None:
-    """Run the demo on the local broker (`packflow kafka start` settings apply)."""
+    """Run the demo on the local broker (`packflow kafka start` settings apply: flags there,
+    PACKFLOW_BROKER_* here)."""
     console = Console()
     cluster = LocalCluster(BrokerSettings())
     started_broker = not cluster.is_running()
     result = cluster.start()
     console.print(f"Kafka at {result.bootstrap}" + (" (started)" if started_broker else ""))
-    run: subprocess.Popen[bytes] | None = None
+    run: ReplicaProcess | None = None
     try:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         names = [f"packflow.demo-{stamp}.{kind}" for kind in ("input", "results", "dead-letter")]
@@ -53,19 +54,21 @@ def demo(
             result.bootstrap, pipeline_topics(names[0], names[1], names[2], partitions, 1)
         )
         settings = load_settings(
+            **flags,
             bootstrap_servers=result.bootstrap,
             input_topic=names[0],
             results_topic=names[1],
             dead_letter_topic=names[2],
             group_id=f"packflow-demo-{stamp}",
             backend=BACKEND,
-            replicas=replicas,
         )
+        replicas = settings.replicas
         log = Path(tempfile.mkdtemp(prefix="packflow-demo-")) / "replicas.log"
         run = _start_replicas(settings.model_dump(mode="json"), log)
         console.print(f"running {replicas} replicas of {BACKEND} (logs: {log})")
         # Every replica in the group before the first record, so that they share the work.
-        _await_replicas(log, replicas, run, timeout)
+        with contextlib.suppress(TimeoutError):
+            run.wait_for_replicas(replicas, timeout)
         sent = produce_records(
             settings,
             synthetic_records(load_schema(settings.input_schema), records),
@@ -73,11 +76,11 @@ def demo(
             progress=True,
         )
         console.print(f"produced {sent} records to {names[0]}")
-        seen, first, last, sample = _await_results(result.bootstrap, names[1], sent, timeout)
+        seen, first, last, sample = _await_results(settings, sent, timeout)
         code = _stop(run)
         run = None
-        dead = sum(1 for _ in read_topic(result.bootstrap, names[2], timeout_s=10))
-        _summary(console, sent, seen, dead, first, last, _events(log, "replica_stopped"), code)
+        dead = sum(1 for _ in DeadLetters(settings, timeout_s=10))
+        _summary(console, sent, seen, dead, first, last, read_events(log, "replica_stopped"), code)
         for item in sample:
             typer.echo(orjson.dumps(item).decode())
     finally:
@@ -88,7 +91,7 @@ def demo(
             console.print("stopped the broker the demo started")
 
 
-def _start_replicas(settings: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
+def _start_replicas(settings: dict[str, Any], log: Path) -> ReplicaProcess:
     flags = [
         "--bootstrap-servers",
         settings["bootstrap_servers"],
@@ -105,62 +108,35 @@ def _start_replicas(settings: dict[str, Any], log: Path) -> subprocess.Popen[byt
         "--replicas",
         str(settings["replicas"]),
     ]
-    env = dict(os.environ, PACKFLOW_LOG_FORMAT="json")
-    with log.open("wb") as err:
-        return subprocess.Popen(
-            [sys.executable, "-m", "consumer.cli", "run", *flags], stderr=err, env=env
-        )
-
-
-def _await_replicas(log: Path, count: int, run: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and run.poll() is None:
-        holding = {e["replica"] for e in _events(log, "partitions_assigned") if e["partitions"]}
-        if len(holding) >= count:
-            return
-        time.sleep(0.2)
+    return ReplicaProcess(flags, log, stdout=None)
 
 
 def _await_results(
-    bootstrap: str, topic: str, expected: int, timeout: float
+    settings: RuntimeSettings, expected: int, timeout: float
 ) -> tuple[int, float, float, list[dict[str, Any]]]:
-    keys: set[bytes] = set()
+    keys: set[str] = set()
     sample: list[dict[str, Any]] = []
     first = last = 0.0
     deadline = time.monotonic() + timeout
-    for message in read_topic(bootstrap, topic, follow=True):
+    for result in Results(settings, follow=True):
         # When each result was produced (its timestamp), not when this reader got to it.
-        at = message.timestamp()[1] / 1000
+        at = (result.timestamp_ms or 0) / 1000
         first = min(first, at) if first else at
         last = max(last, at)
         now = time.monotonic()
-        keys.add(message.key() or b"")
+        keys.add(result.key)
         if len(sample) < 5:
-            sample.append(decode_result(message.value() or b"", "json"))
+            sample.append(result.envelope())
         if len(keys) >= expected or now > deadline:
             break
     return len(keys), first, last, sample
 
 
-def _stop(run: subprocess.Popen[bytes]) -> int:
-    run.send_signal(signal.SIGTERM)
+def _stop(run: ReplicaProcess) -> int:
     try:
-        return run.wait(60)
-    except subprocess.TimeoutExpired:
-        run.kill()
-        return run.wait()
-
-
-def _events(log: Path, name: str) -> list[dict[str, Any]]:
-    events = []
-    for line in log.read_bytes().splitlines():
-        try:
-            event = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if isinstance(event, dict) and event.get("event") == name:
-            events.append(event)
-    return events
+        return run.terminate(60)
+    except TimeoutError:
+        return run.proc.returncode
 
 
 def _summary(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Annotated
 
 import orjson
@@ -10,37 +10,36 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consumer.codecs import make_decoder
-from consumer.dlq import DeadLetter, group, read_dead_letters, replay, select
-from consumer.errors import DecodeError
-from consumer.settings import RuntimeSettings, load_settings
+from packflow.redaction import redact, redact_text
+
+from ..codecs import make_decoder
+from ..dlq import DeadLetter, group, read_dead_letters, replay, select
+from ..errors import DecodeError
+from ..settings import RuntimeSettings, load_settings
+from .options import SettingsFlags, settings_options
 
 app = typer.Typer(help="Dead letters: list, show, replay.", no_args_is_help=True)
 
-Bootstrap = Annotated[str | None, typer.Option(help="default: the settings' bootstrap servers")]
-Topic = Annotated[str | None, typer.Option(help="default: the dead-letter topic")]
-Project = Annotated[Path | None, typer.Option()]
+# The settings every dlq command reads; `--topic` is the dead-letter topic here.
+WHERE = ("bootstrap_servers", "dead_letter_topic", "project", "kafka", "consumer_kafka")
+TOPIC = {"dead_letter_topic": ["--topic"]}
 StageOpt = Annotated[str | None, typer.Option(help="decode, preprocess, backend, validate, encode")]
 ErrorOpt = Annotated[str | None, typer.Option("--error-type", help="e.g. DecodeError")]
 
 
-def _settings(bootstrap: str | None, topic: str | None, project: Path | None) -> RuntimeSettings:
-    return load_settings(bootstrap_servers=bootstrap, dead_letter_topic=topic, project=project)
-
-
 @app.command("list")
+@settings_options(*WHERE, aliases=TOPIC)
 def list_(
     stage: StageOpt = None,
     error_type: ErrorOpt = None,
     every: Annotated[bool, typer.Option("--all", help="one row per dead letter")] = False,
-    bootstrap_servers: Bootstrap = None,
-    topic: Topic = None,
-    project: Project = None,
+    *,
+    flags: SettingsFlags,
 ) -> None:
     """Dead letters grouped by stage and error type (counts, the latest of each)."""
-    settings = _settings(bootstrap_servers, topic, project)
+    settings = load_settings(**flags)
     letters = select(
-        read_dead_letters(settings.bootstrap_servers, settings.dead_letter_topic),
+        _dead_letters(settings),
         stage=stage,
         error_type=error_type,
     )
@@ -54,23 +53,21 @@ def list_(
             "stage", "error", "count", "latest", "message", title=settings.dead_letter_topic
         )
         for g in group(letters):
-            message = g.example.info.get("error.message", "")
+            message = redact_text(g.example.info.get("error.message", ""))
             table.add_row(g.stage, g.error_type, str(g.count), g.example.where, message[:80])
     console.print(table)
 
 
 @app.command()
+@settings_options(*WHERE, "codec", "input_schema", aliases=TOPIC)
 def show(
     where: Annotated[str, typer.Argument(help="TOPIC/PARTITION/OFFSET, as `list --all` shows")],
-    bootstrap_servers: Bootstrap = None,
-    topic: Topic = None,
-    project: Project = None,
+    *,
+    flags: SettingsFlags,
 ) -> None:
     """One dead letter as JSON: key, headers, the error, and the record if it decodes."""
-    settings = _settings(bootstrap_servers, topic, project)
-    found = select(
-        read_dead_letters(settings.bootstrap_servers, settings.dead_letter_topic), where=[where]
-    )
+    settings = load_settings(**flags)
+    found = select(_dead_letters(settings), where=[where])
     if not found:
         raise typer.BadParameter(f"no dead letter {where} in {settings.dead_letter_topic}")
     d = found[0]
@@ -86,10 +83,11 @@ def show(
         shown["decode_error"] = str(decoded)
     else:
         shown["record"] = decoded
-    typer.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2, default=str).decode())
+    typer.echo(orjson.dumps(redact(shown), option=orjson.OPT_INDENT_2, default=str).decode())
 
 
 @app.command("replay")
+@settings_options(*WHERE, "input_topic", "producer_kafka", aliases=TOPIC)
 def replay_(
     stage: StageOpt = None,
     error_type: ErrorOpt = None,
@@ -98,21 +96,14 @@ def replay_(
         list[str] | None, typer.Option(help="only these TOPIC/PARTITION/OFFSET (repeatable)")
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="say what would be replayed")] = False,
-    input_topic: Annotated[str | None, typer.Option(help="default: the input topic")] = None,
-    bootstrap_servers: Bootstrap = None,
-    topic: Topic = None,
-    project: Project = None,
+    *,
+    flags: SettingsFlags,
 ) -> None:
     """Produce the selected dead letters' original records to the input topic again, marked
     with a `packflow.replay.of` header. Fix the cause first (a new backend version)."""
-    settings = load_settings(
-        bootstrap_servers=bootstrap_servers,
-        dead_letter_topic=topic,
-        input_topic=input_topic,
-        project=project,
-    )
+    settings = load_settings(**flags)
     letters = select(
-        read_dead_letters(settings.bootstrap_servers, settings.dead_letter_topic),
+        _dead_letters(settings),
         stage=stage,
         error_type=error_type,
         keys=key or (),
@@ -123,8 +114,18 @@ def replay_(
             typer.echo(f"{d.where}\t{_key(d)}\t{d.stage}\t{d.error_type}")
         typer.echo(f"would replay {len(letters)} to {settings.input_topic}")
         return
-    count = replay(settings.bootstrap_servers, settings.input_topic, letters)
+    count = replay(
+        settings.bootstrap_servers,
+        settings.input_topic,
+        letters,
+        kafka=settings.kafka | settings.producer_kafka,
+    )
     typer.echo(f"replayed {count} to {settings.input_topic}")
+
+
+def _dead_letters(settings: RuntimeSettings) -> Iterator[DeadLetter]:
+    kafka = settings.kafka | settings.consumer_kafka
+    return read_dead_letters(settings.bootstrap_servers, settings.dead_letter_topic, kafka)
 
 
 def _key(d: DeadLetter) -> str:

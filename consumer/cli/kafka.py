@@ -10,11 +10,13 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from consumer.broker import BrokerSettings, LocalCluster
-from consumer.cli.options import parse_pairs
-from consumer.errors import BrokerError, TopicError
-from consumer.jars import ensure_jars
-from consumer.topics import describe_topics
+from ..broker import BrokerSettings, LocalCluster
+from ..broker_security import ADMIN, APP_USER
+from ..errors import BrokerError, TopicError
+from ..jars import ensure_jars
+from ..settings import validation_problems
+from ..topics import describe_topics
+from .options import parse_pairs
 
 app = typer.Typer(
     help="The local Apache Kafka cluster: KRaft nodes on 127.0.0.1, jars from Maven Central.",
@@ -24,20 +26,17 @@ app = typer.Typer(
 DataDir = Annotated[
     Path | None,
     typer.Option(
-        "--data-dir", help="cluster state, storage and logs [env PACKFLOW_KAFKA_DATA_DIR]"
+        "--data-dir", help="cluster state, storage and logs (env PACKFLOW_BROKER_DATA_DIR)"
     ),
 ]
 
 
 def broker_settings(**flags: Any) -> BrokerSettings:
-    """Flags over `PACKFLOW_KAFKA_*` environment over defaults; a bad value names its field."""
+    """Flags over `PACKFLOW_BROKER_*` environment over defaults; a bad value names its field."""
     try:
         return BrokerSettings(**{k: v for k, v in flags.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        raise BrokerError(f"invalid broker settings: {problems}") from None
+        raise BrokerError(f"invalid broker settings: {validation_problems(exc)}") from None
 
 
 @app.command()
@@ -50,6 +49,14 @@ def start(
     broker_config: Annotated[
         list[str] | None, typer.Option(help="extra server property KEY=VALUE, repeatable")
     ] = None,
+    secure: Annotated[
+        bool | None,
+        typer.Option(
+            "--secure",
+            help="clients on SASL_SSL with SCRAM-SHA-512 users admin and packflow, ACLs "
+            "enforced (env PACKFLOW_BROKER_SECURE; docs/SECURITY.md)",
+        ),
+    ] = None,
 ) -> None:
     """Start the cluster (fetching Kafka once) and wait until it serves metadata."""
     settings = broker_settings(
@@ -59,8 +66,10 @@ def start(
         data_dir=data_dir,
         start_timeout_s=timeout,
         broker_config=parse_pairs(broker_config, "--broker-config"),
+        secure=secure,
     )
-    result = LocalCluster(settings).start()
+    cluster = LocalCluster(settings)
+    result = cluster.start()
     if result.already_running:
         typer.echo(f"Kafka is already running at {result.bootstrap} ({settings.data_dir})")
     else:
@@ -69,7 +78,31 @@ def start(
             f"({len(result.started)} node(s) started in {result.seconds:.1f}s; "
             f"logs in {settings.data_dir})"
         )
+    if cluster.secure:
+        _client_settings(cluster)
     typer.echo(result.bootstrap)
+
+
+def _client_settings(cluster: LocalCluster) -> None:
+    """How clients log in to a secured cluster; the passwords stay in their files."""
+    security = cluster.security
+    config = cluster.client_config(APP_USER)
+    typer.echo(
+        f"Secured: SASL_SSL with SCRAM-SHA-512, ACLs enforced. Client settings of user "
+        f"{APP_USER} (no rights until granted: packflow acls --apply, as {ADMIN}):"
+    )
+    for key, value in config.items():
+        if key != "sasl.password":
+            typer.echo(f"  {key}={value}")
+    typer.echo(f"  sasl.password: in {security.password_file(APP_USER)}")
+    typer.echo(
+        f"User {ADMIN} (a super user): sasl.username={ADMIN}, password in "
+        f"{security.password_file(ADMIN)}"
+    )
+    typer.echo(
+        "For example: PACKFLOW_KAFKA__SASL_PASSWORD=$(cat "
+        f"{security.password_file(APP_USER)}) packflow run --kafka security.protocol=SASL_SSL ..."
+    )
 
 
 @app.command()
@@ -103,7 +136,7 @@ def status(data_dir: DataDir = None) -> None:
     if not any(s.alive for s in states):
         raise typer.Exit(1)
     try:
-        topics = describe_topics(cluster.bootstrap, timeout=5)
+        topics = describe_topics(cluster.bootstrap, timeout=5, config=cluster.client_config())
     except TopicError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(1) from None

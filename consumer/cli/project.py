@@ -1,11 +1,11 @@
-"""`packflow check | create | export`: working with a backend and its project offline.
+"""`packflow check`: running a backend offline on records from a file.
 
-Nothing here needs a broker: `check` runs a backend's pipeline on records from a file,
-`create` writes a new project, `export` packs a project into a .zip archive.
+Nothing here needs a broker. (`create`, `validate` and `export` are the SDK's own commands,
+`packflow.cli`, registered beside this one.)
 
 Exit status: 0 on success; 1 when the backend ran but failed (a stage raised, or outputs
-broke validation) or a project could not be created or exported; 2 when the command could
-not start (bad arguments, a backend that does not load, an unreadable input file).
+broke validation); 2 when the command could not start (bad arguments, a backend that does
+not load, an unreadable input file).
 """
 
 from __future__ import annotations
@@ -18,22 +18,17 @@ from typing import Annotated, Any
 
 import orjson
 import typer
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from packflow import InferenceBackend
-from packflow.errors import (
-    BackendError,
-    PackflowError,
-    ProjectError,
-    ValidationError,
-    short_repr,
-)
+from packflow.errors import BackendError, PackflowError, ValidationError, short_repr
 from packflow.loaders import InferenceBackendLoader, load_backend
-from packflow.project import create_project, export_project
 from packflow.samples import read_records
 from packflow.validation import missing_output_keys
+
+from . import messages
+from .options import SettingsFlags, settings_options
 
 EXIT_FAILED = 1
 EXIT_CANNOT_START = 2
@@ -45,24 +40,8 @@ class OutputFormat(enum.StrEnum):
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    messages.error(message)
     return typer.Exit(code)
-
-
-def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """`KEY=VALUE` pairs as config keywords; each VALUE is read as YAML (`0.7`, `[a, b]`)."""
-    overrides: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--set")
-        try:
-            overrides[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            raise typer.BadParameter(
-                f"{pair!r}: the value is not YAML ({exc})", param_hint="--set"
-            ) from None
-    return overrides
 
 
 def open_backend(reference: str, overrides: dict[str, Any]) -> InferenceBackend:
@@ -78,6 +57,8 @@ def _batches(records: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict
         yield batch
 
 
+# The backend config option of `packflow run` (`--backend-config`, `--config`, `--set`, `-s`).
+@settings_options("backend_config")
 def check(
     backend: Annotated[
         str,
@@ -96,19 +77,15 @@ def check(
     output: Annotated[
         OutputFormat, typer.Option("--output", "-o", help="how to print the outputs")
     ] = OutputFormat.jsonl,
-    settings: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", "-s", help="config KEY=VALUE (YAML value), over the project's; repeatable"
-        ),
-    ] = None,
+    *,
+    flags: SettingsFlags,
 ) -> None:
     """Run a backend's pipeline offline on records from a file, validating every output.
 
     Valid outputs go to stdout (JSON lines or a table); invalid rows, warnings and the
     per-stage latency summary go to stderr. Exits 1 when any row fails.
     """
-    overrides = parse_overrides(settings)
+    overrides = flags.get("backend_config", {})
     try:
         loaded = open_backend(backend, overrides)
         records = read_records(input)
@@ -205,33 +182,3 @@ def _print_summary(backend: InferenceBackend, records: int, err: Console) -> Non
     total = stats.get("total")
     if total and total.total_s > 0:
         typer.echo(f"{records / total.total_s:,.0f} records/s through the pipeline", err=True)
-
-
-def create(
-    name: Annotated[str, typer.Argument(help="the project's name, and its directory's")],
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="write into an existing directory")
-    ] = False,
-    directory: Annotated[Path, typer.Option("--dir", help="where to create it")] = Path("."),
-) -> None:
-    """Create a working project: packflow.yaml, a backend, a sample input and a test."""
-    try:
-        path = create_project(name, directory=directory, force=force)
-    except ProjectError as exc:
-        raise _fail(str(exc), EXIT_FAILED) from None
-    typer.echo(f"created {path}")
-    typer.echo(f"  cd {path} && packflow check . --input sample.jsonl && pytest")
-
-
-def export(
-    path: Annotated[Path, typer.Argument(help="the project directory")] = Path("."),
-    output_dir: Annotated[
-        Path, typer.Option("--output-dir", "-o", help="where to write the archive")
-    ] = Path("."),
-) -> None:
-    """Pack a project into <name>-<version>.zip, loadable as it is (`packflow check X.zip`)."""
-    try:
-        archive = export_project(path, output_dir)
-    except ProjectError as exc:
-        raise _fail(str(exc), EXIT_FAILED) from None
-    typer.echo(f"exported {archive}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
@@ -10,40 +9,39 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consumer.codecs import decode_result
-from consumer.headers import read_packflow_headers
-from consumer.results import read_topic
-from consumer.settings import load_settings
+from ..client import Results
+from ..settings import load_settings
+from .options import SettingsFlags, settings_options
 
 
+@settings_options(
+    "bootstrap_servers",
+    "results_topic",
+    "result_format",
+    "project",
+    "kafka",
+    "consumer_kafka",
+    aliases={"results_topic": ["--topic"]},
+)
 def results(
     follow: Annotated[bool, typer.Option(help="keep reading new results")] = False,
     dedup: Annotated[bool, typer.Option(help="show each key once")] = False,
     fmt: Annotated[Literal["json", "table"], typer.Option("--format")] = "json",
     limit: Annotated[int | None, typer.Option(help="stop after N results")] = None,
-    bootstrap_servers: Annotated[str | None, typer.Option()] = None,
-    topic: Annotated[str | None, typer.Option(help="default: the results topic")] = None,
-    project: Annotated[Path | None, typer.Option()] = None,
+    *,
+    flags: SettingsFlags,
 ) -> None:
     """Print results as JSON lines (or a table), read with isolation read_committed."""
-    settings = load_settings(
-        bootstrap_servers=bootstrap_servers, results_topic=topic, project=project
-    )
-    seen: set[bytes] = set()
+    settings = load_settings(**flags)
     rows = []
-    for message in read_topic(settings.bootstrap_servers, settings.results_topic, follow=follow):
-        key = message.key() or b""
-        if dedup and key in seen:
-            continue
-        seen.add(key)
-        result = decode_result(message.value() or b"", settings.result_format)
+    for shown, result in enumerate(Results(settings, follow=follow, dedup=dedup), 1):
         if fmt == "json":
-            typer.echo(orjson.dumps(result).decode())
+            typer.echo(orjson.dumps(result.envelope(), option=orjson.OPT_SORT_KEYS).decode())
         else:
-            source = read_packflow_headers(message.headers())
-            where = f"{source.get('source.partition')}/{source.get('source.offset')}"
-            rows.append((key.decode(), where, orjson.dumps(result.get("output")).decode()))
-        if limit is not None and len(seen) >= limit:
+            source = result.source
+            where = f"{source.partition}/{source.offset}" if source else "None/None"
+            rows.append((result.key, where, orjson.dumps(result.output).decode()))
+        if limit is not None and shown >= limit:
             break
     if fmt == "table":
         table = Table("key", "source partition/offset", "output", title=settings.results_topic)

@@ -4,7 +4,6 @@ lag per partition, as a table (`--watch` refreshes it) or as JSON."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Annotated
 
 import orjson
@@ -14,33 +13,36 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from consumer.settings import load_settings
-from consumer.status import GroupState, group_state
+from packflow.redaction import redact
+
+from ..settings import load_settings
+from ..status import GroupState, group_state
+from .options import SettingsFlags, settings_options
 
 
+@settings_options("group_id", "input_topic", "bootstrap_servers", "project", "kafka")
 def status(
     watch: Annotated[
         float | None, typer.Option(help="refresh every N seconds until Ctrl-C")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object")] = False,
-    group_id: Annotated[str | None, typer.Option()] = None,
-    input_topic: Annotated[str | None, typer.Option()] = None,
-    bootstrap_servers: Annotated[str | None, typer.Option()] = None,
-    project: Annotated[Path | None, typer.Option()] = None,
+    *,
+    flags: SettingsFlags,
 ) -> None:
     """The consumer group's state as the broker sees it (the group is not joined)."""
-    settings = load_settings(
-        group_id=group_id,
-        input_topic=input_topic,
-        bootstrap_servers=bootstrap_servers,
-        project=project,
-    )
+    settings = load_settings(**flags)
 
     def read() -> GroupState:
-        return group_state(settings.bootstrap_servers, settings.group_id, settings.input_topic)
+        return group_state(
+            settings.bootstrap_servers,
+            settings.group_id,
+            settings.input_topic,
+            config=settings.kafka,
+        )
 
     if as_json:
-        typer.echo(orjson.dumps(read().to_json(), option=orjson.OPT_INDENT_2).decode())
+        shown = redact(read().to_json())
+        typer.echo(orjson.dumps(shown, option=orjson.OPT_INDENT_2).decode())
         return
     console = Console(width=200)
     if watch is None:

@@ -6,29 +6,33 @@ from typing import Annotated
 
 import typer
 
-from consumer.topics import create_topics, pipeline_topics
+from ..settings import load_settings
+from ..topics import create_topics, pipeline_topics
+from .options import SettingsFlags, settings_options
 
 app = typer.Typer(help="Topics of a Packflow pipeline.", no_args_is_help=True)
 
 
 @app.command()
+@settings_options(
+    "bootstrap_servers", "input_topic", "results_topic", "dead_letter_topic", "project", "kafka"
+)
 def create(
-    bootstrap_servers: Annotated[
-        str, typer.Option(envvar="PACKFLOW_BOOTSTRAP_SERVERS", help="Kafka to talk to")
-    ] = "127.0.0.1:9092",
-    input_topic: Annotated[str, typer.Option(help="records to infer on")] = "packflow.input",
-    results_topic: Annotated[str, typer.Option(help="results, log-compacted")] = "packflow.results",
-    dead_letter_topic: Annotated[
-        str, typer.Option(help="records that failed")
-    ] = "packflow.dead-letter",
     partitions: Annotated[int, typer.Option(min=1)] = 6,
     replication_factor: Annotated[int, typer.Option(min=1)] = 1,
+    *,
+    flags: SettingsFlags,
 ) -> None:
     """Create the pipeline's three topics; existing ones are left as they are."""
+    settings = load_settings(**flags)
     specs = pipeline_topics(
-        input_topic, results_topic, dead_letter_topic, partitions, replication_factor
+        settings.input_topic,
+        settings.results_topic,
+        settings.dead_letter_topic,
+        partitions,
+        replication_factor,
     )
-    created = create_topics(bootstrap_servers, specs)
+    created = create_topics(settings.bootstrap_servers, specs, config=settings.kafka)
     for spec in specs:
         verb = "created" if created[spec.name] else "exists "
         extra = ", compacted" if spec.config.get("cleanup.policy") == "compact" else ""

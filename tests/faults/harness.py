@@ -2,7 +2,8 @@
 
 Each scenario produces records with unique ids, runs Packflow through a fault, then reads the
 results and dead-letter topics (read_committed) until every key is accounted for. The tally
-(records, results, missing, duplicates, dead letters) is appended as a JSON line to
+(records, results, missing, duplicates, dead letters, and per key: repeated dead letters,
+keys answered both ways, keys no input had) is appended as a JSON line to
 `PACKFLOW_FAULTS_REPORT` when set, for `tests/faults/report.py` and docs/RELIABILITY.md.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError
 
 from tests.runtime_io import Pipeline
 
@@ -25,11 +28,11 @@ GUARANTEES = ["at-least-once", "exactly-once"]
 RECORDS = 100_000 if FULL else 20_000
 KILLS = 10 if FULL else 2
 FAST_SESSION = [
-    "--kafka",
+    "--consumer-kafka",
     "session.timeout.ms=6000",
-    "--kafka",
+    "--consumer-kafka",
     "heartbeat.interval.ms=1000",
-    "--kafka",
+    "--consumer-kafka",
     "max.poll.interval.ms=20000",
 ]
 
@@ -42,7 +45,14 @@ class Tally:
     results: int  # result messages, repeats included
     missing: int  # inputs with neither a result nor a dead letter
     duplicates: int  # result messages beyond one per key
-    dead_letters: int
+    dead_letters: int  # dead-letter messages, repeats included
+    # Per key, across both topics (read_committed):
+    dead_repeats: int = 0  # dead-letter messages beyond one per key
+    answered_twice: int = 0  # keys with both a result and a dead letter
+    unexpected: int = 0  # answered keys that no input had
+    # keys dead-lettered (kept out of the report line)
+    dead_keys: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    result_keys: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def record(self) -> None:
         report = os.environ.get("PACKFLOW_FAULTS_REPORT")
@@ -50,6 +60,7 @@ class Tally:
             # "tests/faults/test_faults.py::test_x[exactly-once] (call)": what reproduces it
             test = os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0]
             line = asdict(self) | {"full": FULL, "test": test}
+            del line["dead_keys"], line["result_keys"]
             with Path(report).open("ab") as out:
                 out.write(orjson.dumps(line) + b"\n")
         print(f"\n{self}")
@@ -59,7 +70,7 @@ def tally(
     scenario: str, guarantee: str, pipeline: Pipeline, ids: list[str], timeout: float = 180
 ) -> Tally:
     """Read results and dead letters until every id is answered (or `timeout`), then a few
-    seconds more so that late repeats are counted too."""
+    seconds more so that late repeats are counted too. Counts per key, across both topics."""
     consumer = Consumer(
         {
             "bootstrap.servers": pipeline.bootstrap,
@@ -71,26 +82,25 @@ def tally(
     )
     consumer.subscribe([pipeline.results, pipeline.dead_letters])
     wanted = set(ids)
-    answered: set[str] = set()
-    results: dict[str, int] = {}
-    dead: set[str] = set()
+    assert len(wanted) == len(ids), "input ids must be unique"
+    results: Counter[str] = Counter()
+    dead: Counter[str] = Counter()
     try:
         deadline = time.monotonic() + timeout
         settle_until = None
         while time.monotonic() < (settle_until or deadline):
             for message in consumer.consume(1000, timeout=0.5):
-                if message.error() is not None:
+                error = message.error()
+                assert error is None or error.code() == KafkaError._PARTITION_EOF, error
+                if error is not None:
                     continue
                 key = (message.key() or b"").decode()
-                if message.topic() == pipeline.results:
-                    results[key] = results.get(key, 0) + 1
-                else:
-                    dead.add(key)
-                answered.add(key)
-            if settle_until is None and wanted <= answered:
+                (results if message.topic() == pipeline.results else dead)[key] += 1
+            if settle_until is None and wanted <= results.keys() | dead.keys():
                 settle_until = time.monotonic() + 3
     finally:
         consumer.close()
+    answered = results.keys() | dead.keys()
     return Tally(
         scenario=scenario,
         guarantee=guarantee,
@@ -98,12 +108,30 @@ def tally(
         results=sum(results.values()),
         missing=len(wanted - answered),
         duplicates=sum(n - 1 for n in results.values()),
-        dead_letters=len(dead),
+        dead_letters=sum(dead.values()),
+        dead_repeats=sum(n - 1 for n in dead.values()),
+        answered_twice=len(results.keys() & dead.keys()),
+        unexpected=len(answered - wanted),
+        dead_keys=frozenset(dead),
+        result_keys=frozenset(results),
     )
 
 
-def check(t: Tally) -> None:
-    """The promise of each guarantee."""
+def check(t: Tally, poison: Collection[str] = (), clean: bool = False) -> None:
+    """The promise of each guarantee, key by key: every input answered (exactly once under
+    exactly-once, as a result or as a dead letter, never both), nothing answered that was not
+    input, and no dead letters but for the `poison` keys, each of which is one (and never a
+    result). `clean`: a fault that at-least-once promises to survive without repeats too."""
     assert t.missing == 0, t
-    if t.guarantee == "exactly-once":
+    assert t.unexpected == 0, t
+    if t.guarantee == "exactly-once" or clean:
         assert t.duplicates == 0, t
+    if t.guarantee == "exactly-once":
+        assert t.dead_repeats == 0, t
+        assert t.answered_twice == 0, t
+        assert t.results + t.dead_letters == t.records, t
+    poisoned = set(poison)
+    assert poisoned <= t.dead_keys, sorted(poisoned - t.dead_keys)[:5]
+    assert not poisoned & t.result_keys, sorted(poisoned & t.result_keys)[:5]
+    if not poisoned:
+        assert t.dead_letters == 0, t

@@ -8,18 +8,16 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from consumer.broker import BrokerSettings
-from consumer.jars import ensure_jars
+from packflow.runtime.broker import BrokerSettings
+from packflow.runtime.jars import ensure_jars
 from tests.conftest import free_port_block
-
-PACKFLOW = str(Path(sys.executable).parent / "packflow")
+from tests.runtime_io import PACKFLOW
 
 
 def packflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -144,15 +142,15 @@ def test_no_maven_with_a_cold_cache_is_one_clear_line(
     tmp_path: Path, ports: tuple[str, str]
 ) -> None:
     env = tool_path(tmp_path, "java")
-    env["PACKFLOW_KAFKA_HOME"] = str(tmp_path / "empty-cache")
+    env["PACKFLOW_BROKER_HOME"] = str(tmp_path / "empty-cache")
     proc = packflow("kafka", "start", "--port", ports[0], "--data-dir", str(tmp_path), env=env)
     assert error_line(proc).startswith("packflow: error: Maven (mvn) not found on PATH: ")
 
 
 def test_maven_resolution_failure_names_the_version(tmp_path: Path, ports: tuple[str, str]) -> None:
     env = dict(os.environ)
-    env["PACKFLOW_KAFKA_HOME"] = str(tmp_path / "cache")
-    env["PACKFLOW_KAFKA_VERSION"] = "4.99.99"
+    env["PACKFLOW_BROKER_HOME"] = str(tmp_path / "cache")
+    env["PACKFLOW_BROKER_VERSION"] = "4.99.99"
     proc = packflow("kafka", "start", "--port", ports[0], "--data-dir", str(tmp_path), env=env)
     line = error_line(proc)
     assert line.startswith(

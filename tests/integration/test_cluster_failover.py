@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from consumer.broker import LocalCluster
-from consumer.topics import TopicSpec, admin_client, create_topics
+from packflow.runtime.broker import LocalCluster
+from packflow.runtime.topics import TopicSpec, admin_client, create_topics
 from tests.conftest import cluster_settings
 from tests.kafka_io import consume_exactly, produce
 
@@ -30,7 +31,15 @@ def test_three_nodes_survive_leader_kill_without_losing_acked_records(
     topic = "failover"
     create_topics(bootstrap, [TopicSpec(topic, 3, 3)])
     admin = admin_client(bootstrap)
-    before = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    # A new topic's metadata reaches every node a moment after it is created (CI once read
+    # it with a partition missing): wait for the whole of it.
+    deadline = time.monotonic() + 30
+    while True:
+        before = admin.list_topics(topic, timeout=10).topics[topic].partitions
+        if sorted(before) == [0, 1, 2] and all(p.leader >= 0 for p in before.values()):
+            break
+        assert time.monotonic() < deadline, before
+        time.sleep(0.2)
     assert all(len(p.replicas) == 3 and len(p.isrs) == 3 for p in before.values())
 
     acks = {"acks": "all", "enable.idempotence": True}

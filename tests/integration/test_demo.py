@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from consumer.broker import port_in_use
+from packflow.runtime.broker import port_in_use
 from tests.conftest import free_port_block
 from tests.runtime_io import PACKFLOW
 
@@ -18,9 +18,9 @@ def test_demo_answers_every_record_on_two_replicas_and_stops_the_broker_it_start
     base = free_port_block(2)
     env = dict(
         os.environ,
-        PACKFLOW_KAFKA_PORT=str(base),
-        PACKFLOW_KAFKA_CONTROLLER_PORT=str(base + 1),
-        PACKFLOW_KAFKA_DATA_DIR=str(tmp_path / "kafka"),
+        PACKFLOW_BROKER_PORT=str(base),
+        PACKFLOW_BROKER_CONTROLLER_PORT=str(base + 1),
+        PACKFLOW_BROKER_DATA_DIR=str(tmp_path / "kafka"),
         COLUMNS="200",  # the summary table on one line per row
     )
     done = subprocess.run(

@@ -15,8 +15,8 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumer.broker import free_port_block
-from consumer.codecs import make_encoder
+from packflow.runtime.broker import free_port_block
+from packflow.runtime.codecs import make_encoder
 from tests.conftest import TopicFactory
 from tests.kafka_io import collect, distinct_keys, produce
 from tests.runtime_io import (
@@ -30,7 +30,7 @@ from tests.runtime_io import (
 
 HERE = Path(__file__).parent
 SLOW_START = f"{HERE / 'faulty_backends.py'}:SlowStart"
-LOGISTIC = "backends.logistic:Backend"
+LOGISTIC = "packflow.examples.logistic:Backend"
 
 
 def get(url: str) -> tuple[int, str]:

@@ -1,199 +1,31 @@
-"""The confluent codec against a real Schema Registry: Apicurio Registry, whose Confluent-
-compatible API (`/apis/ccompat/v7`) confluent-kafka's `SchemaRegistryClient` talks to.
-
-Apicurio publishes its application to Maven Central as a library jar that still needs Quarkus's
-build step, so the session fixture writes a small Maven project (below), builds it once into
-`~/.cache/packflow/schema-registry/<version>` (`PACKFLOW_SCHEMA_REGISTRY_HOME` moves it), and
-starts it on a free loopback port with in-memory (H2) storage: no Kafka storage, no Docker.
-Java 17 and Maven are the only requirements, as for the broker. Set
-`PACKFLOW_SCHEMA_REGISTRY_URL` to test against a registry that is already up instead.
-"""
+"""The confluent codec against a real Schema Registry (Apicurio Registry, started by the
+session fixture `schema_registry_url` of `tests/schema_registry.py`)."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from consumer.codecs import ConfluentEncoder, Encoder, make_decoder, make_encoder
-from consumer.contracts import schema_path
-from consumer.errors import DecodeError
-from consumer.jars import find_java
-from tests.conftest import TopicFactory, free_port_block
-from tests.kafka_io import consume_exactly, produce
-
-APICURIO_VERSION = "2.4.2.Final"
-# The newest Apicurio line whose every artifact is on Maven Central and that runs on Java 17
-# (2.5/2.6 miss modules there; 3.x needs Java 21).
-QUARKUS_VERSION = "2.16.4.Final"
-
-POM = f"""<?xml version="1.0" encoding="UTF-8"?>
-<project xmlns="http://maven.apache.org/POM/4.0.0"
-         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
-         xsi:schemaLocation="http://maven.apache.org/POM/4.0.0 https://maven.apache.org/xsd/maven-4.0.0.xsd">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>io.packflow</groupId>
-  <artifactId>packflow-schema-registry</artifactId>
-  <version>1</version>
-  <packaging>jar</packaging>
-  <properties>
-    <maven.compiler.release>17</maven.compiler.release>
-    <project.build.sourceEncoding>UTF-8</project.build.sourceEncoding>
-  </properties>
-  <dependencyManagement>
-    <dependencies>
-      <!-- The registry's runtime extension at this version has no deployment artifact on
-           Maven Central; 0.1.10.Final has both halves. -->
-      <dependency>
-        <groupId>io.apicurio</groupId>
-        <artifactId>apicurio-common-app-components-config-index</artifactId>
-        <version>0.1.10.Final</version>
-      </dependency>
-      <dependency>
-        <groupId>io.apicurio</groupId>
-        <artifactId>apicurio-registry</artifactId>
-        <version>{APICURIO_VERSION}</version>
-        <type>pom</type>
-        <scope>import</scope>
-      </dependency>
-    </dependencies>
-  </dependencyManagement>
-  <dependencies>
-    <dependency>
-      <groupId>io.apicurio</groupId>
-      <artifactId>apicurio-registry-app</artifactId>
-      <version>{APICURIO_VERSION}</version>
-      <exclusions>
-        <!-- Published outside Maven Central; the same library is there as erosb's. -->
-        <exclusion>
-          <groupId>com.github.everit-org.json-schema</groupId>
-          <artifactId>org.everit.json.schema</artifactId>
-        </exclusion>
-      </exclusions>
-    </dependency>
-    <dependency>
-      <groupId>com.github.erosb</groupId>
-      <artifactId>everit-json-schema</artifactId>
-      <version>1.14.2</version>
-    </dependency>
-  </dependencies>
-  <build>
-    <plugins>
-      <plugin>
-        <groupId>io.quarkus</groupId>
-        <artifactId>quarkus-maven-plugin</artifactId>
-        <version>{QUARKUS_VERSION}</version>
-        <executions>
-          <execution>
-            <goals><goal>build</goal></goals>
-          </execution>
-        </executions>
-      </plugin>
-    </plugins>
-  </build>
-</project>
-"""
-
-APPLICATION_PROPERTIES = """\
-# The registry's beans live in the apicurio-registry-app dependency, which has no Jandex index.
-quarkus.index-dependency.registry.group-id=io.apicurio
-quarkus.index-dependency.registry.artifact-id=apicurio-registry-app
-quarkus.package.type=legacy-jar
-"""
-
-RUNNER = "target/packflow-schema-registry-1-runner.jar"
-MARKER = "built.txt"
-
-
-def registry_home() -> Path:
-    default = Path.home() / ".cache" / "packflow" / "schema-registry"
-    return Path(os.environ.get("PACKFLOW_SCHEMA_REGISTRY_HOME", default)) / APICURIO_VERSION
-
-
-def build_registry(home: Path) -> Path:
-    """The registry's runnable jar, built with Maven on first use (then cached)."""
-    if (home / MARKER).is_file() and (home / RUNNER).is_file():
-        return home / RUNNER
-    mvn = shutil.which("mvn")
-    assert mvn is not None, "Maven (mvn) is needed once to build the schema registry"
-    shutil.rmtree(home, ignore_errors=True)
-    (home / "src" / "main" / "resources").mkdir(parents=True)
-    (home / "pom.xml").write_text(POM)
-    (home / "src" / "main" / "resources" / "application.properties").write_text(
-        APPLICATION_PROPERTIES
-    )
-    proc = subprocess.run(
-        [mvn, "-B", "-q", "-Dstyle.color=never", "package", "-DskipTests"],
-        cwd=home,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 0, f"building the schema registry failed:\n{proc.stdout[-4000:]}"
-    (home / MARKER).write_text(APICURIO_VERSION + "\n")
-    return home / RUNNER
-
-
-def wait_until_serving(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"schema registry exited:\n{log.read_text()[-4000:]}"
-        try:
-            with urllib.request.urlopen(f"{url}/subjects", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            pass
-        time.sleep(0.5)
-    raise AssertionError(
-        f"schema registry not serving after {timeout}s:\n{log.read_text()[-4000:]}"
-    )
-
-
-@pytest.fixture(scope="session")
-def schema_registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The Confluent-compatible URL of a real schema registry for the session."""
-    given = os.environ.get("PACKFLOW_SCHEMA_REGISTRY_URL")
-    if given:
-        yield given
-        return
-    runner = build_registry(registry_home())
-    java = find_java()
-    port = free_port_block(1)
-    log = tmp_path_factory.mktemp("schema-registry") / "registry.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                java,
-                f"-Dquarkus.http.port={port}",
-                "-Dquarkus.http.host=127.0.0.1",
-                "-jar",
-                str(runner),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}/apis/ccompat/v7"
-    try:
-        wait_until_serving(url, proc, log, timeout=120)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+from packflow.runtime.client import Producer as ClientProducer
+from packflow.runtime.codecs import ConfluentEncoder, Encoder, make_decoder, make_encoder
+from packflow.runtime.contracts import schema_path
+from packflow.runtime.errors import DecodeError
+from packflow.runtime.settings import RuntimeSettings
+from tests.basic_auth_proxy import BasicAuthProxy
+from tests.conftest import TopicFactory
+from tests.kafka_io import collect, consume_exactly, distinct_keys, produce
+from tests.runtime_io import PACKFLOW, Run, endpoint, make_pipeline, results_by_key
+from tests.tcp_proxy import TcpProxy
 
 
 def demo_record(i: int) -> dict[str, Any]:
@@ -282,3 +114,247 @@ def test_an_id_the_registry_does_not_know_is_a_decode_error_in_its_slot(
         "unknown-schema",
         f"unknown schema id 987654: not in the schema registry at {schema_registry_url}",
     )
+
+
+# -- interplay with confluent-kafka's own serializer and deserializer -------------------------
+
+LOCATION = {
+    "type": "record",
+    "name": "Location",
+    "namespace": "packflow.test",
+    "fields": [{"name": "lat", "type": "double"}, {"name": "lon", "type": "double"}],
+}
+READING_FIELDS: list[dict[str, Any]] = [
+    {"name": "id", "type": "string"},
+    {"name": "value", "type": "float"},
+]
+
+
+def placed(i: int) -> dict[str, Any]:
+    # Quarters are exact in float32, so decoded values equal the originals.
+    return {"id": f"r{i}", "value": i / 4, "where": {"lat": 52.5 + i, "lon": -i / 8}}
+
+
+@pytest.mark.broker
+def test_confluent_kafkas_serializer_with_a_schema_reference_reaches_our_decoder(
+    schema_registry_url: str, kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    from confluent_kafka.schema_registry import Schema, SchemaReference
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    topic = make_topic(partitions=1)
+    producer_client = SchemaRegistryClient({"url": schema_registry_url})
+    # The Location is its own subject; the input schema names it and references that subject.
+    location_subject = f"{topic}-location"
+    producer_client.register_schema(location_subject, Schema(json.dumps(LOCATION), "AVRO"))
+    location_version = producer_client.get_latest_version(location_subject).version
+    referencing = {
+        "type": "record",
+        "name": "Placed",
+        "namespace": "packflow.test",
+        "fields": [*READING_FIELDS, {"name": "where", "type": "packflow.test.Location"}],
+    }
+    reference = SchemaReference("packflow.test.Location", location_subject, location_version)
+    serializer = AvroSerializer(
+        producer_client, Schema(json.dumps(referencing), "AVRO", [reference])
+    )
+    records = [placed(i) for i in range(40)]
+    context = SerializationContext(topic, MessageField.VALUE)
+    values = [serializer(r, context) for r in records]
+    produce(kafka_bootstrap, topic, [(r["id"].encode(), v) for r, v in zip(records, values)])
+
+    messages = consume_exactly(kafka_bootstrap, topic, len(records))
+
+    registered = producer_client.get_latest_version(f"{topic}-value")
+    assert [(r.name, r.subject, r.version) for r in registered.schema.references] == [
+        ("packflow.test.Location", location_subject, location_version)
+    ]
+    # V0 framing: magic byte 0, then the id the registry gave the referencing schema.
+    assert {m.value()[:5] for m in messages} == {b"\x00" + registered.schema_id.to_bytes(4, "big")}
+    # The reader is self-contained (the Location inline), as a consumer's .avsc file is.
+    reader = tmp_path / "placed.avsc"
+    fields = [*READING_FIELDS, {"name": "where", "type": LOCATION}]
+    reader.write_text(json.dumps({**referencing, "fields": fields}))
+    client = SchemaRegistryClient({"url": schema_registry_url})
+    decoder = make_decoder("confluent", str(reader), registry_client=client)
+    assert decoder.decode_batch([m.value() for m in messages]) == records
+
+
+@pytest.mark.broker
+def test_our_confluent_encoder_reaches_confluent_kafkas_deserializer(
+    schema_registry_url: str, kafka_bootstrap: str, make_topic: TopicFactory
+) -> None:
+    from confluent_kafka.schema_registry.avro import AvroDeserializer
+
+    topic = make_topic(partitions=1)
+    records = [demo_record(i) for i in range(40)]
+    encoder = make_encoder(
+        "confluent", "demo_input", registry_url=schema_registry_url, subject=f"{topic}-value"
+    )
+    produce(kafka_bootstrap, topic, [(r["id"].encode(), encoder.encode(r)) for r in records])
+
+    messages = consume_exactly(kafka_bootstrap, topic, len(records))
+
+    client = SchemaRegistryClient({"url": schema_registry_url})
+    header = b"\x00" + client.get_latest_version(f"{topic}-value").schema_id.to_bytes(4, "big")
+    assert {m.value()[:5] for m in messages} == {header}
+    deserializer = AvroDeserializer(client, schema_path("demo_input").read_text())
+    assert [deserializer(m.value(), None) for m in messages] == records
+    # A second producer in this process shares the registry client, and gets the same id.
+    again = make_encoder(
+        "confluent", "demo_input", registry_url=schema_registry_url, subject=f"{topic}-value"
+    )
+    assert again.encode(records[0]) == encoder.encode(records[0])
+
+
+def _produce_to(
+    bootstrap: str, topic: str, partition: int, values: list[tuple[bytes, bytes]]
+) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    for key, value in values:
+        producer.produce(topic, value=value, key=key, partition=partition)
+    assert producer.flush(30) == 0
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("guarantee", ["at-least-once", "exactly-once"])
+def test_a_registry_away_mid_stream_is_waited_for_and_every_record_answered_once_back(
+    schema_registry_url: str,
+    kafka_bootstrap: str,
+    make_topic: TopicFactory,
+    tmp_path: Path,
+    guarantee: str,
+) -> None:
+    """The replica reaches the registry through a proxy that the test takes away: records
+    with a schema id it has cached go on; records with a new id (an evolved writer) wait,
+    their partition paused, /readyz saying why; all are answered once the registry is back,
+    nothing dead-lettered and the replica never restarted."""
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=3)
+    subject = f"{pipeline.input}-value"
+    v1 = make_encoder("confluent", "demo_input", registry_url=schema_registry_url, subject=subject)
+    parts = urllib.parse.urlsplit(schema_registry_url)
+    proxy = TcpProxy((parts.hostname or "127.0.0.1", parts.port or 80))
+    proxy.start()
+    proxied = parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
+    before = [demo_record(i) for i in range(600)]
+    # Every partition's first records use v1, so the replica caches its id before the outage.
+    for p in range(3):
+        _produce_to(kafka_bootstrap, pipeline.input, p,
+                    [(r["id"].encode(), v1.encode(r)) for r in before[p::3]])  # fmt: skip
+    run = Run(
+        pipeline,
+        tmp_path / "run.log",
+        "--backend",
+        "packflow.examples.logistic:Backend",
+        "--codec",
+        "confluent",
+        "--registry-url",
+        proxied,
+        "--metrics-port",
+        "0",
+        "--registry-backoff-ms",
+        "200",
+        "--registry-backoff-max-ms",
+        "1000",
+        "--guarantee",
+        guarantee,
+    )
+    try:
+        (serving,) = run.wait_for("metrics_serving")
+        port = serving["port"]
+        first = collect(kafka_bootstrap, pipeline.results, distinct_keys(600), timeout=90)
+        assert len(results_by_key(first)) == 600
+        proxy.stop()  # the registry is away
+        # An evolved writer registers a new schema id (directly): partition 0 gets its records.
+        v2 = make_encoder("confluent", demo_v2(tmp_path), registry_url=schema_registry_url,
+                          subject=subject)  # fmt: skip
+        evolved = [demo_record(i) | {"id": f"v2-{i}", "source": "lab"} for i in range(300)]
+        _produce_to(kafka_bootstrap, pipeline.input, 0,
+                    [(r["id"].encode(), v2.encode(r)) for r in evolved])  # fmt: skip
+        # Partitions 1 and 2 get more v1 records: they flow while partition 0 waits.
+        more = [demo_record(i) for i in range(600, 900)]
+        for p in (1, 2):
+            _produce_to(kafka_bootstrap, pipeline.input, p,
+                        [(r["id"].encode(), v1.encode(r)) for r in more[p - 1 :: 2]])  # fmt: skip
+        (away,) = run.wait_for("registry_unavailable", timeout=60)
+        assert away["partitions"] == [0]
+        during = collect(kafka_bootstrap, pipeline.results, distinct_keys(900), timeout=60)
+        answered = set(results_by_key(during))
+        assert len(answered) == 900
+        assert {r["id"] for r in more} <= answered  # the other partitions flowed
+        assert not {r["id"] for r in evolved} & answered  # nothing past the record waiting
+        status, why = endpoint(port, "/readyz")
+        assert status == 503 and why.startswith("waiting for the schema registry (partitions [0])")
+        time.sleep(3)  # several tries while away: still one line, no restart
+        assert len(run.events("registry_unavailable")) == 1
+        proxy.start()  # back
+        results = collect(kafka_bootstrap, pipeline.results, distinct_keys(1200), timeout=60)
+        run.wait_for("registry_back", timeout=30)
+        assert endpoint(port, "/readyz")[0] == 200
+    finally:
+        run.terminate()
+        proxy.stop()
+    by_key = results_by_key(results)
+    assert sorted(by_key) == sorted(r["id"] for r in before + more + evolved)
+    assert all(len(v) == 1 for v in by_key.values())
+    assert collect(kafka_bootstrap, pipeline.dead_letters, lambda got: False, 3, settle=0) == []
+    assert run.events("replica_exited") == [] and len(run.events("replica_started")) == 1
+
+
+@pytest.mark.broker
+def test_registry_credentials_in_registry_config_reach_a_registry_behind_basic_auth(
+    schema_registry_url: str, kafka_bootstrap: str, make_topic: TopicFactory, tmp_path: Path
+) -> None:
+    """The registry asks for basic auth (a proxy in front of the real one): an application's
+    Producer and a replica given `registry_config` credentials (flag or variable, not in the
+    URL) register, fetch and answer every record; the secret is printed nowhere."""
+    secret = "s3cret-planted-4f1c"
+    pipeline = make_pipeline(kafka_bootstrap, make_topic, partitions=2)
+    records = [demo_record(i) for i in range(300)]
+    with BasicAuthProxy(schema_registry_url, "app", secret) as proxy:
+        base = RuntimeSettings(
+            bootstrap_servers=kafka_bootstrap,
+            input_topic=pipeline.input,
+            codec="confluent",
+            registry_url=proxy.url,
+        )
+        # Without the credentials: refused at the registration, nothing sent.
+        with (
+            pytest.raises(Exception, match="401|Unauthorized") as refused,
+            ClientProducer(base) as producer,
+        ):
+            producer.send(records[0])
+        assert secret not in str(refused.value)
+        authed = base.model_copy(
+            update={"registry_config": {"basic.auth.user.info": f"app:{secret}"}}
+        )
+        with ClientProducer(authed) as producer:
+            producer.send_many(records)
+        run = Run(
+            pipeline,
+            tmp_path / "run.log",
+            "--backend",
+            "packflow.examples.logistic:Backend",
+            "--codec",
+            "confluent",
+            "--registry-url",
+            proxy.url,
+            env={"PACKFLOW_REGISTRY_CONFIG__BASIC_AUTH_USER_INFO": f"app:{secret}"},
+        )
+        try:
+            got = collect(kafka_bootstrap, pipeline.results, distinct_keys(300), timeout=90)
+        finally:
+            assert run.terminate() == 0
+        printed = subprocess.run(
+            [PACKFLOW, "run", *pipeline.flags(), "--registry-url", proxy.url,
+             "--print-settings", "--registry-config", f"basic.auth.user.info=app:{secret}"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    assert sorted(results_by_key(got)) == sorted(r["id"] for r in records)
+    assert len(got) == 300
+    assert proxy.refused >= 1  # the registry really asked
+    log = (tmp_path / "run.log").read_text()
+    assert secret not in log
+    assert secret not in printed.stdout + printed.stderr
+    assert '"basic.auth.user.info": "***"' in printed.stdout

@@ -7,8 +7,8 @@ import uuid
 import pytest
 from confluent_kafka.admin import ConfigResource
 
-from consumer.errors import TopicError
-from consumer.topics import (
+from packflow.runtime.errors import TopicError
+from packflow.runtime.topics import (
     DEAD_LETTER_RETENTION_MS,
     admin_client,
     create_topics,

@@ -21,18 +21,18 @@ import numpy as np
 import pytest
 import torch
 
-from backends.text_embedding import packaged_model_dir
-from backends.torch_mlp.backend import WEIGHTS
-from backends.torch_mlp.model import mlp_for
-from consumer.codecs import make_decoder, make_encoder
-from consumer.contracts import load_schema
-from consumer.generate import synthetic_records
 from packflow.devices import load_state_dict
+from packflow.examples.text_embedding import packaged_model_dir
+from packflow.examples.torch_mlp.backend import WEIGHTS
+from packflow.examples.torch_mlp.model import mlp_for
+from packflow.runtime.codecs import make_decoder, make_encoder
+from packflow.runtime.contracts import load_schema
+from packflow.runtime.generate import synthetic_records
 from tests.conftest import TopicFactory
 from tests.kafka_io import collect, distinct_keys, produce
 from tests.runtime_io import PACKFLOW, Run, demo_records, make_pipeline, results_by_key
 
-MLP = "backends.torch_mlp:Backend"
+MLP = "packflow.examples.torch_mlp:Backend"
 TEXT_PROJECT = str(Path(__file__).resolve().parents[2] / "backends" / "text_embedding")
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import threading
 import time
 
-from consumer.batcher import PartitionQueues
+from packflow.runtime.batcher import PartitionQueues
 
 
 def test_a_full_batch_is_taken_at_once_fairly_and_in_partition_order() -> None:

@@ -9,14 +9,17 @@ import socket
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
+from uuid import UUID
 
 import fastavro
 import orjson
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.serialization import MessageField, SerializationContext
 
-from consumer.codecs import (
+from packflow.errors import ConfigError
+from packflow.runtime.codecs import (
     Codec,
     ConfluentEncoder,
     Decoder,
@@ -29,9 +32,8 @@ from consumer.codecs import (
     registry_client,
     result_schema,
 )
-from consumer.contracts import load_schema, schema_path
-from consumer.errors import DecodeError, EncodeError, RegistryError, SchemaError
-from packflow.errors import ConfigError
+from packflow.runtime.contracts import load_schema, schema_path
+from packflow.runtime.errors import DecodeError, EncodeError, RegistryError, SchemaError
 
 CODECS: list[Codec] = ["schemaless", "single-object", "confluent"]
 DEMO = "packflow.demo.DemoInput"
@@ -335,16 +337,38 @@ def test_confluent_bad_records_fail_in_their_slot_only(
     encoder = make_encoder("confluent", "demo_input", registry_client=mock_registry, subject="s")
     good_a, good_b = encoder.encode(GOOD_A), encoder.encode(GOOD_B)
     unknown_id = b"\x00\x00\x00\x03\xe7" + good_a[5:]
+    unknown_guid = b"\x01" + bytes(range(16)) + good_a[5:]
     decoded = make_decoder(
         "confluent", "demo_input", registry_client=mock_registry, registry_url="mock://codecs"
     ).decode_batch(
-        [good_a, None, b"\x01" + good_a[1:], good_a[:3], unknown_id, good_a[:-1], good_b]
+        [
+            *(good_a, None, b"\x02" + good_a[1:], good_a[:3], unknown_id, good_a[:-1]),
+            *(unknown_guid, b"\x01" + bytes(9), b"", good_b),
+        ]
     )
     assert decoded[0] == GOOD_A and decoded[-1] == GOOD_B
     _error(decoded[1], "null", "null value (a tombstone or an empty message), not an Avro record")
-    _error(decoded[2], "framing", "not Confluent wire format: magic byte 0x01 (expected 0x00)")
+    _error(
+        decoded[2],
+        "framing",
+        "not Confluent wire format: magic byte 0x02 (expected 0x00, or 0x01 for a schema GUID)",
+    )
     _error(
         decoded[3], "framing", "not Confluent wire format: 3 bytes, shorter than its 5-byte header"
+    )
+    _error(
+        decoded[6],
+        "unknown-schema",
+        "unknown schema GUID 00010203-0405-0607-0809-0a0b0c0d0e0f: not in the schema registry "
+        "at mock://codecs",
+    )
+    _error(
+        decoded[7],
+        "framing",
+        "not Confluent wire format: 10 bytes, shorter than its 17-byte header",
+    )
+    _error(
+        decoded[8], "framing", "not Confluent wire format: 0 bytes, shorter than its 5-byte header"
     )
     _error(
         decoded[4],
@@ -423,6 +447,108 @@ def test_registry_clients_are_shared_per_url_so_mock_urls_work_across_codecs() -
     encoder = make_encoder("confluent", "demo_input", registry_url=url, subject="s")
     decoder = make_decoder("confluent", "demo_input", registry_url=url)
     assert decoder.decode_batch(encoder.encode_batch(RECORDS[:3])) == RECORDS[:3]
+
+
+# -- through confluent-kafka's serdes --------------------------------------------------------
+
+LOCATION = {
+    "type": "record",
+    "name": "Location",
+    "namespace": "packflow.test",
+    "fields": [{"name": "lat", "type": "double"}, {"name": "lon", "type": "double"}],
+}
+READING_FIELDS: list[dict[str, Any]] = [
+    {"name": "id", "type": "string"},
+    {"name": "value", "type": "float"},
+]
+PLACED = [
+    {"id": f"r{i}", "value": i / 4, "where": {"lat": 52.5 + i, "lon": -i / 8}} for i in range(5)
+]
+
+
+def placed_schemas(directory: Path) -> tuple[str, str]:
+    """A reading whose `where` is a Location: the text that references the Location by name
+    (as registered, with a schema reference), and a self-contained reader schema file."""
+    referencing = {
+        "type": "record",
+        "name": "Placed",
+        "namespace": "packflow.test",
+        "fields": [*READING_FIELDS, {"name": "where", "type": "packflow.test.Location"}],
+    }
+    reader = {**referencing, "fields": [*READING_FIELDS, {"name": "where", "type": LOCATION}]}
+    return json.dumps(referencing), write_schema(directory, reader, "placed")
+
+
+def test_confluent_decodes_what_confluent_kafkas_serializer_wrote_with_a_schema_reference(
+    mock_registry: SchemaRegistryClient, tmp_path: Path
+) -> None:
+    from confluent_kafka.schema_registry import SchemaReference
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+
+    mock_registry.register_schema("location-value", Schema(json.dumps(LOCATION), "AVRO"))
+    referencing, reader = placed_schemas(tmp_path)
+    reference = SchemaReference("packflow.test.Location", "location-value", 1)
+    serializer = AvroSerializer(mock_registry, Schema(referencing, "AVRO", [reference]))
+    values = [serializer(r, SerializationContext("placed", MessageField.VALUE)) for r in PLACED]
+    assert {v[0] for v in values if v} == {0}  # V0: magic 0 and a 4-byte id
+    decoder = make_decoder("confluent", reader, registry_client=mock_registry)
+    assert decoder.decode_batch(values) == PLACED
+
+
+def test_confluent_decodes_v1_framing_with_the_schemas_guid(
+    mock_registry: SchemaRegistryClient,
+) -> None:
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+
+    def guid_prefix(payload: bytes, _ctx: Any, schema_id: Any) -> bytes:
+        return bytes(schema_id.guid_to_bytes()) + payload
+
+    text = schema_path("demo_input").read_text()
+    serializer = AvroSerializer(
+        mock_registry, Schema(text, "AVRO"), conf={"schema.id.serializer": guid_prefix}
+    )
+    values = [serializer(r, SerializationContext("v1", MessageField.VALUE)) for r in RECORDS]
+    guid = mock_registry.get_latest_version("v1-value").guid
+    assert values[0] is not None and values[0][:17] == b"\x01" + UUID(str(guid)).bytes
+    decoder = make_decoder("confluent", "demo_input", registry_client=mock_registry)
+    assert decoder.decode_batch(values) == RECORDS
+    truncated = values[0][:-1]
+    _error(
+        decoder.decode_batch([truncated])[0],
+        "corrupt",
+        f"corrupt Avro for schema {DEMO}, registry GUID {guid}: truncated (cannot read float)",
+    )
+
+
+def test_confluent_codecs_agree_with_confluent_kafkas_serializer_and_deserializer(
+    mock_registry: SchemaRegistryClient, tmp_path: Path
+) -> None:
+    # The decoder uses the AvroDeserializer's writer lookup but reads datums itself: both
+    # must give the same records, and the encoder the serializer's bytes.
+    from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+
+    v2 = demo_v2(tmp_path)
+    encoder = make_encoder("confluent", "demo_input", registry_client=mock_registry, subject="a")
+    serializer = AvroSerializer(
+        mock_registry,
+        Schema(schema_path("demo_input").read_text(), "AVRO"),
+        conf={"subject.name.strategy": lambda _ctx, _name: "a"},
+    )
+    values = encoder.encode_batch(RECORDS)
+    assert values == [serializer(r, None) for r in RECORDS]
+    theirs = AvroDeserializer(mock_registry, Path(v2).read_text())
+    ours = make_decoder("confluent", v2, registry_client=mock_registry)
+    assert ours.decode_batch(values) == [theirs(v, None) for v in values]
+    assert ours.decode_batch(values)[0] == {**RECORDS[0], "source": "sensor", "weight": None}
+
+
+def test_codec_table_names_every_codec_and_the_package_exports_sorted_names() -> None:
+    from packflow.runtime import codecs
+    from packflow.runtime.codecs.catalog import CODEC_TABLE, CODECS
+
+    assert tuple(CODEC_TABLE) == CODECS == get_args(Codec)
+    assert codecs.__all__ == sorted(codecs.__all__)
+    assert all(hasattr(codecs, name) for name in codecs.__all__)
 
 
 # -- settings errors -------------------------------------------------------------------------

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import time
 
-from consumer.dedup import AnsweredKeys
-from consumer.headers import ResultHeaders, dead_letter_headers, read_packflow_headers
-from consumer.keys import record_keys
+from packflow.runtime.dedup import AnsweredKeys
+from packflow.runtime.headers import ResultHeaders, dead_letter_headers, read_packflow_headers
+from packflow.runtime.keys import record_keys
 
 
 def test_keys_use_the_id_field_else_coordinates() -> None:
@@ -54,6 +54,7 @@ def test_dead_letter_headers_keep_the_original_ones_and_say_what_failed() -> Non
         "source.offset": "17",
         "backend": "logistic",
         "backend.version": "1.0",
+        "attempts": "1",
     }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from consumer.jars import pinned_kafka_version
+from packflow.runtime.jars import pinned_kafka_version
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -117,7 +117,7 @@ def test_kubernetes_manifests_fit_together() -> None:
 
 
 def test_the_configmap_holds_runtime_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from consumer.settings import RuntimeSettings
+    from packflow.runtime.settings import RuntimeSettings
 
     config = manifests()["ConfigMap"]["data"]
     for name, value in config.items():  # PACKFLOW_LOG_FORMAT too: the logging set-up's
@@ -130,7 +130,7 @@ def test_the_configmap_holds_runtime_settings(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_the_dashboard_charts_only_metrics_a_replica_exports_and_all_the_main_ones() -> None:
-    from consumer.metrics import ReplicaMetrics
+    from packflow.runtime.metrics import ReplicaMetrics
 
     exported = {family.name for family in ReplicaMetrics().registry.collect()}
     dashboard = json.loads((ROOT / "deploy/grafana/dashboards/packflow.json").read_text())

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from consumer.offsets import OffsetTracker
+from packflow.runtime.offsets import OffsetTracker
 
 TP = ("in", 0)
 OTHER = ("in", 1)

@@ -8,10 +8,11 @@ from typing import Any
 
 import orjson
 
-from consumer.codecs import make_decoder, make_encoder, make_result_encoder
-from consumer.dedup import AnsweredKeys
-from consumer.pipeline import Pipeline
 from packflow import InferenceBackend
+from packflow.runtime.codecs import make_decoder, make_encoder, make_result_encoder
+from packflow.runtime.dedup import AnsweredKeys
+from packflow.runtime.pipeline import Pipeline
+from packflow.runtime.retries import RetryPolicy
 
 
 @dataclass
@@ -66,6 +67,7 @@ def test_each_message_becomes_a_result_a_dead_letter_or_a_repeat() -> None:
         make_result_encoder("json"),
         AnsweredKeys(100, 60),
         "id",
+        RetryPolicy(attempts=0),  # retries: test_retries.py
     )
 
     outcome = pipeline(batch)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from consumer.broker import HOST, free_port_block, port_in_use
+from packflow.runtime.broker import HOST, free_port_block, port_in_use
 
 
 def test_free_port_blocks_are_free_and_below_the_ephemeral_range() -> None:

@@ -19,8 +19,11 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     yield
     sys.path[:] = path_before
     for name in set(sys.modules) - modules_before:
-        module_file = getattr(sys.modules[name], "__file__", None) or ""
-        if name.startswith("_packflow_local_") or module_file.startswith(str(tmp_path)):
+        module = sys.modules[name]
+        places = [getattr(module, "__file__", None) or "", *getattr(module, "__path__", [])]
+        if name.startswith("_packflow_local_") or any(
+            str(place).startswith(str(tmp_path)) for place in places
+        ):
             del sys.modules[name]
 
 

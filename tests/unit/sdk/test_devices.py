@@ -13,11 +13,19 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
-from backends.torch_mlp import TorchMLPBackend
+# The torch extra (`make install`); the floors' run (`make test-floors`) goes without it.
+torch = pytest.importorskip("torch")
+
 from packflow import BackendError
-from packflow.devices import Placement, TorchBackend, TorchConfig, load_state_dict, pick_device
+from packflow.devices import (
+    Placement,
+    TorchBackend,
+    TorchConfig,
+    load_state_dict,
+    pick_device,
+)
+from packflow.examples.torch_mlp import TorchMLPBackend
 
 REPO = Path(__file__).resolve().parents[3]
 CUDA = torch.cuda.is_available()
@@ -35,7 +43,7 @@ def text_model_dir() -> Path:
     given = os.environ.get("PACKFLOW_TEXT_MODEL")
     if given:
         return Path(given)
-    from backends.text_embedding import packaged_model_dir
+    from packflow.examples.text_embedding import packaged_model_dir
 
     return packaged_model_dir()
 
@@ -156,7 +164,7 @@ def test_mlp_on_cuda_matches_the_cpu(half: bool) -> None:
 @needs_cuda
 @pytest.mark.parametrize("half", [False, True])
 def test_text_embeddings_on_cuda_match_the_cpu(half: bool) -> None:
-    from backends.text_embedding import TextEmbeddingBackend
+    from packflow.examples.text_embedding import TextEmbeddingBackend
 
     records = sample("text_embedding") * 50
     model = text_model_dir()

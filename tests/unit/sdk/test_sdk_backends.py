@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from backends.echo import EchoBackend
-from backends.logistic import LogisticBackend
 from packflow import BackendError, ConfigError, PreprocessError
+from packflow.examples.echo import EchoBackend
+from packflow.examples.logistic import LogisticBackend
 from packflow.loaders import InferenceBackendLoader
 from packflow.samples import read_records
 from packflow.testing import assert_outputs

@@ -1,4 +1,5 @@
-"""`packflow check | create | export` through the real command line app."""
+"""`packflow check | create | export` through the real command line app (upstream's own
+behaviour of create, export and validate: test_upstream_cli.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import fastavro
+import numpy as np
 import orjson
 import pytest
 from typer.testing import CliRunner
 
-from consumer.cli import app
+from packflow.runtime.cli import app
 
 REPO = Path(__file__).resolve().parents[3]
 LOGISTIC_SAMPLE = REPO / "backends" / "logistic" / "sample.jsonl"
@@ -39,7 +41,8 @@ def jsonl(path: Path, records: list[dict[str, object]]) -> Path:
 
 def test_check_prints_outputs_as_json_lines_and_a_stage_summary() -> None:
     result = runner.invoke(
-        app, ["check", "backends.logistic:LogisticBackend", "--input", str(LOGISTIC_SAMPLE)]
+        app,
+        ["check", "packflow.examples.logistic:LogisticBackend", "--input", str(LOGISTIC_SAMPLE)],
     )
     assert result.exit_code == 0, result.output
     outputs = [orjson.loads(line) for line in result.stdout.splitlines()]
@@ -66,7 +69,7 @@ def test_check_table_output_and_config_overrides() -> None:
         app,
         [
             "check",
-            "backends.logistic:LogisticBackend",
+            "packflow.examples.logistic:LogisticBackend",
             "-i",
             str(LOGISTIC_SAMPLE),
             "-o",
@@ -88,7 +91,7 @@ def test_check_reads_avro_container_files(tmp_path: Path) -> None:
     avro = tmp_path / "in.avro"
     with avro.open("wb") as f:
         fastavro.writer(f, fastavro.parse_schema(schema), [{"text": "a"}, {"text": "bc"}])
-    result = runner.invoke(app, ["check", "backends.echo:EchoBackend", "-i", str(avro)])
+    result = runner.invoke(app, ["check", "packflow.examples.echo:EchoBackend", "-i", str(avro)])
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == ['{"text":"a"}', '{"text":"bc"}']
 
@@ -105,7 +108,7 @@ def test_check_validation_failure_exits_1_naming_rows(
     assert result.stdout.splitlines() == ['{"v":1}', '{"v":3}']
     assert (
         "row 1 failed rule 'json_serializable': v: numpy.float64 is not JSON-serializable; "
-        "convert numpy values with .item() or .tolist() (value: np.float64(-2.0))"
+        f"convert numpy values with .item() or .tolist() (value: {np.float64(-2.0)!r})"
     ) in result.stderr
     assert "row 3 failed rule 'json_serializable'" in result.stderr
     assert "error: 2 of 4 rows failed" in result.stderr
@@ -122,7 +125,15 @@ def test_check_stage_failure_exits_1(write: Callable[[str, str], Path], tmp_path
 def test_check_warns_about_missing_output_keys(tmp_path: Path) -> None:
     data = jsonl(tmp_path / "in.jsonl", [{"a": 1}, {"b": 2}])
     result = runner.invoke(
-        app, ["check", "backends.echo:EchoBackend", "-i", str(data), "--set", "output_keys=[a]"]
+        app,
+        [
+            "check",
+            "packflow.examples.echo:EchoBackend",
+            "-i",
+            str(data),
+            "--set",
+            "output_keys=[a]",
+        ],
     )
     assert result.exit_code == 0
     assert "warning: output key 'a' (in output_keys) missing from rows 1" in result.stderr
@@ -133,11 +144,18 @@ def test_check_warns_about_missing_output_keys(tmp_path: Path) -> None:
     [
         (["check", "nowhere_xyz:B", "-i", "x.jsonl"], "error: no module named 'nowhere_xyz'"),
         (
-            ["check", "backends.echo:EchoBackend", "-i", "missing.jsonl"],
+            ["check", "packflow.examples.echo:EchoBackend", "-i", "missing.jsonl"],
             "error: cannot read missing.jsonl",
         ),
         (
-            ["check", "backends.echo:EchoBackend", "-i", "x.jsonl", "--set", "verbose=maybe"],
+            [
+                "check",
+                "packflow.examples.echo:EchoBackend",
+                "-i",
+                "x.jsonl",
+                "--set",
+                "verbose=maybe",
+            ],
             "error: invalid config for echo (EchoConfig): verbose",
         ),
     ],
@@ -155,14 +173,14 @@ def test_check_cannot_start_exits_2(
 def test_check_bad_input_line_exits_2(tmp_path: Path) -> None:
     data = tmp_path / "in.jsonl"
     data.write_text('{"a": 1}\n[1, 2]\n')
-    result = runner.invoke(app, ["check", "backends.echo:EchoBackend", "-i", str(data)])
+    result = runner.invoke(app, ["check", "packflow.examples.echo:EchoBackend", "-i", str(data)])
     assert result.exit_code == 2
     assert f"error: {data}:2: JSON list, not an object" in result.stderr
 
 
 def test_check_bad_set_is_a_usage_error() -> None:
     result = runner.invoke(
-        app, ["check", "backends.echo:EchoBackend", "-i", "x", "--set", "novalue"]
+        app, ["check", "packflow.examples.echo:EchoBackend", "-i", "x", "--set", "novalue"]
     )
     assert result.exit_code == 2
     assert "'novalue' is not KEY=VALUE" in result.output
@@ -170,9 +188,9 @@ def test_check_bad_set_is_a_usage_error() -> None:
 
 def test_create_check_and_export_a_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    created = runner.invoke(app, ["create", "demo-app"])
+    created = runner.invoke(app, ["create", "demo-app", "--no-input"])
     assert created.exit_code == 0, created.output
-    assert created.stdout.startswith("created demo-app\n")
+    assert created.stdout.startswith("Success: Created demo-app/\n")
 
     checked = runner.invoke(app, ["check", "demo-app", "-i", "demo-app/sample.jsonl"])
     assert checked.exit_code == 0, checked.output
@@ -185,7 +203,7 @@ def test_create_check_and_export_a_project(tmp_path: Path, monkeypatch: pytest.M
     exported = runner.invoke(app, ["export", "demo-app", "-o", "dist"])
     assert exported.exit_code == 0, exported.output
     archive = tmp_path / "dist" / "demo_app-0.1.0.zip"
-    assert exported.stdout == f"exported {archive}\n"
+    assert exported.stdout.splitlines()[-1] == f"Success: Saved Package to {archive}"
     assert "inference.py" in zipfile.ZipFile(archive).namelist()
 
     from_zip = runner.invoke(
@@ -200,7 +218,7 @@ def test_create_existing_needs_force(tmp_path: Path, monkeypatch: pytest.MonkeyP
     (tmp_path / "exists").mkdir()
     refused = runner.invoke(app, ["create", "exists"])
     assert refused.exit_code == 1
-    assert "error: exists already exists; use -f/--force" in refused.stderr
+    assert "Error: exists already exists; use -f/--force" in refused.stdout
     forced = runner.invoke(app, ["create", "exists", "-f"])
     assert forced.exit_code == 0
     assert (tmp_path / "exists" / "packflow.yaml").is_file()
@@ -209,4 +227,5 @@ def test_create_existing_needs_force(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_export_failure_exits_1(tmp_path: Path) -> None:
     result = runner.invoke(app, ["export", str(tmp_path)])
     assert result.exit_code == 1
-    assert "has no packflow.yaml" in result.stderr
+    assert result.stdout.startswith("Error: ")
+    assert "has no packflow.yaml" in result.stdout

@@ -35,6 +35,7 @@ def test_defaults() -> None:
         "flatten_nested_inputs": False,
         "flatten_lists": False,
         "nested_field_delimiter": ".",
+        "ignore_delimiter_collisions": False,
         "output_keys": [],
     }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -57,8 +59,43 @@ def test_module_reference_from_the_base_directory(backend_file: Path, tmp_path: 
 
 
 def test_module_reference_of_an_installed_package() -> None:
-    backend = ModuleLoader("backends.echo:EchoBackend").load()
+    backend = ModuleLoader("packflow.examples.echo:EchoBackend").load()
     assert backend({"a": 1}) == {"a": 1}
+
+
+@pytest.mark.parametrize("regular", [False, True], ids=["namespace", "regular"])
+def test_a_projects_own_package_wins_over_an_installed_one(
+    write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, regular: bool
+) -> None:
+    # An installed regular package named like the project's: Python's own import order would
+    # let it beat a project directory without `__init__.py`.
+    write("site/backends/__init__.py", "")
+    write("site/backends/my_model.py", "raise RuntimeError('the installed one')")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    write("project/backends/my_model.py", BACKEND_PY)
+    if regular:
+        write("project/backends/__init__.py", "")
+    project = tmp_path / "project"
+    backend = load_backend("backends.my_model:Backend", base_dir=project, factor=4)
+    assert backend({"x": 2}) == {"y": 8}
+    module = sys.modules[type(backend).__module__]
+    assert Path(module.__file__ or "").resolve() == (project / "backends" / "my_model.py").resolve()
+
+    # From the working directory too, when the reference has no base directory.
+    del sys.modules["backends"], sys.modules["backends.my_model"]
+    monkeypatch.chdir(project)
+    assert load_backend("backends.my_model:Backend")({"x": 1}) == {"y": 2}
+
+
+def test_a_name_taken_by_an_imported_module_is_named(
+    write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write("site/backends/__init__.py", "")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    importlib.import_module("backends")
+    write("project/backends/my_model.py", BACKEND_PY)
+    with pytest.raises(LoaderError, match=r"'backends' is already imported from .*site"):
+        load_backend("backends.my_model:Backend", base_dir=tmp_path / "project")
 
 
 def test_local_loader_reads_dotted_names_as_files(backend_file: Path, tmp_path: Path) -> None:
@@ -191,6 +228,7 @@ runtime:
 @pytest.fixture
 def project(backend_file: Path, write: Write, tmp_path: Path) -> Path:
     write("packflow.yaml", PROJECT)
+    write("requirements.txt", "packflow\n")
     return tmp_path
 
 

@@ -76,3 +76,54 @@ def test_an_existing_configuration_is_kept() -> None:
     configure_logging("DEBUG")
     get_logger(backend="x")
     assert structlog.get_config() == before
+
+
+# Built at run time, so that no source line (which a traceback shows) holds it.
+PLANTED = "planted-" + "".join(reversed("terces"))
+
+
+def _fail_with_a_secret_local() -> None:
+    settings = {"sasl.password": PLANTED}  # a frame local, as the replica's settings are
+    raise RuntimeError(f"registry http://apikey:{settings['sasl.password']}@registry:8081 down")
+
+
+def _log_failure() -> None:
+    try:
+        _fail_with_a_secret_local()
+    except RuntimeError:
+        get_logger().error("worker_failed", exc_info=True, kafka={"sasl.password": PLANTED})
+
+
+def test_json_lines_carry_the_exception_without_locals_or_secrets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(fmt="json", force=True)
+    capsys.readouterr()
+    _log_failure()
+    lines = emitted(capsys)
+    assert len(lines) == 1
+    assert PLANTED not in lines[0]
+    event = orjson.loads(lines[0])
+    assert event["event"] == "worker_failed"
+    assert event["kafka"] == {"sasl.password": "***"}
+    assert "exc_info" not in event
+    [exc] = event["exception"]
+    assert exc["exc_type"] == "RuntimeError"
+    assert exc["exc_value"] == "registry http://***@registry:8081 down"
+    assert [f["name"] for f in exc["frames"]] == ["_log_failure", "_fail_with_a_secret_local"]
+    assert all("locals" not in f for f in exc["frames"])
+
+
+def test_console_traceback_shows_no_locals_or_secrets(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging(fmt="console", force=True)
+    capsys.readouterr()
+    _log_failure()
+    err = capsys.readouterr().err
+    assert PLANTED not in err
+    assert "worker_failed" in err
+    assert "kafka={'sasl.password': '***'}" in err
+    assert "_fail_with_a_secret_local" in err  # a frame
+    assert "RuntimeError: registry http://***@registry:8081 down" in err
+    assert "locals" not in err  # rich titles a frame's locals box "locals"

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from packflow import BackendConfig, ConfigError, InferenceBackend, PreprocessError
+from packflow.exceptions import PreprocessorRuntimeError
 from packflow.preprocessors import (
     _REGISTRY,
     NumpyPreprocessor,
@@ -92,9 +93,17 @@ def test_records_nested_paths_without_flattening_keep_the_structure() -> None:
     assert out == [{"foo": {"bar": 0}, "top": "t"}, {}]
 
 
-def test_records_literal_key_wins_over_a_path() -> None:
-    out = preprocess([{"a.b": "literal", "a": {"b": "nested"}}], feature_names=["a.b"])
+def test_records_literal_key_wins_over_a_path_when_collisions_are_ignored() -> None:
+    record = {"a.b": "literal", "a": {"b": "nested"}}
+    out = preprocess([record], feature_names=["a.b"], ignore_delimiter_collisions=True)
     assert out == [{"a": {"b": "literal"}}]
+
+
+def test_records_key_with_the_delimiter_fails_its_row_when_paths_are_used() -> None:
+    with pytest.raises(PreprocessError) as caught:
+        preprocess([{"x": {"b": 1}}, {"a.b": "literal"}], feature_names=["a.b"])
+    assert (caught.value.row, caught.value.field) == (1, "a.b")
+    assert isinstance(caught.value, PreprocessorRuntimeError)
 
 
 def test_records_nested_rename_copies_the_value() -> None:

@@ -18,12 +18,15 @@ def test_create_writes_a_working_project(tmp_path: Path) -> None:
     path = create_project("my-model", directory=tmp_path)
     assert path == tmp_path / "my-model"
     assert sorted(p.name for p in path.iterdir()) == [
+        "LICENSE.txt",
+        "MODEL_CARD.md",
         "README.md",
         "inference.py",
         "packflow.yaml",
         "requirements.txt",
         "sample.jsonl",
         "test_inference.py",
+        "validate.py",
     ]
     config = PackflowConfig.read(path)
     assert (config.name, config.version, config.inference_backend, config.loader) == (
@@ -67,7 +70,7 @@ def test_create_refuses_an_existing_directory_unless_forced(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("name", ["1abc", "has space", "", "a/b", "dot.ted"])
 def test_create_refuses_invalid_names(tmp_path: Path, name: str) -> None:
-    with pytest.raises(ProjectError, match=f"invalid project name {name!r}"):
+    with pytest.raises(ProjectError, match=f"Invalid project name {name!r}"):
         create_project(name, directory=tmp_path)
 
 
@@ -91,12 +94,15 @@ def test_export_packs_project_files_deterministically(tmp_path: Path) -> None:
     assert archive == tmp_path / "out" / "packed_app-0.1.0.zip"
     with zipfile.ZipFile(archive) as zf:
         assert zf.namelist() == [
+            "LICENSE.txt",
+            "MODEL_CARD.md",
             "README.md",
             "inference.py",
             "packflow.yaml",
             "requirements.txt",
             "sample.jsonl",
             "test_inference.py",
+            "validate.py",
             "data/weights.json",
         ]
     first = archive.read_bytes()
@@ -115,11 +121,11 @@ def test_export_needs_a_version_and_the_backend_file(tmp_path: Path) -> None:
     project = create_project("incomplete", directory=tmp_path)
     config = yaml.safe_load((project / "packflow.yaml").read_text())
     (project / "packflow.yaml").write_text(yaml.safe_dump({**config, "version": ""}))
-    with pytest.raises(ProjectError, match="version is empty; set it before exporting"):
+    with pytest.raises(ProjectError, match="'version' is required for export but is empty"):
         export_project(project, tmp_path)
     (project / "packflow.yaml").write_text(yaml.safe_dump(config))
     (project / "inference.py").unlink()
-    with pytest.raises(ProjectError, match="names inference.py, which the project does not have"):
+    with pytest.raises(ProjectError, match="Inference backend file 'inference.py' is missing"):
         export_project(project, tmp_path)
 
 

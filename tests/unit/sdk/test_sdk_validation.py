@@ -95,7 +95,7 @@ def test_numpy_values_are_not_json_serializable() -> None:
     assert info.value.value == np.float64(0.25)
     assert str(info.value) == (
         "row 0 failed rule 'json_serializable': score: numpy.float64 is not JSON-serializable; "
-        "convert numpy values with .item() or .tolist() (value: np.float64(0.25))"
+        f"convert numpy values with .item() or .tolist() (value: {np.float64(0.25)!r})"
     )
 
 
@@ -181,3 +181,19 @@ def test_check_functions_directly() -> None:
     assert check_inputs({"a": 1}) == [{"a": 1}]
     outputs = [{"b": 1}]
     assert check_batch(1, outputs) is outputs
+
+
+def test_nan_or_infinity_fails_its_row_naming_the_field() -> None:
+    from packflow.validation import Rule, row_failures
+
+    rows = [
+        {"score": 0.5},
+        {"score": float("nan")},
+        {"nested": {"xs": [1.0, float("-inf")]}},
+        {"missing": None},
+    ]
+    failures = row_failures(rows)
+    assert [(f.row, f.rule) for f in failures] == [(1, Rule.FINITE_NUMBER), (2, Rule.FINITE_NUMBER)]
+    assert failures[0].detail.startswith("score: nan is not a JSON number")
+    assert failures[1].detail.startswith("nested.xs[1]: -inf is not a JSON number")
+    assert row_failures([{"a": None}, {"b": 1.0}]) == []

@@ -33,12 +33,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from structlog.typing import FilteringBoundLogger
-
 from packflow import validation
+from packflow.backend.metrics import ExecutionMetrics, ExecutionTimes
 from packflow.config import BackendConfig, resolve_config
-from packflow.errors import BackendError, ValidationError
-from packflow.logging import get_logger
+from packflow.errors import (
+    BackendError,
+    InferenceBackendInitializationError,
+    InferenceBackendRuntimeError,
+    ValidationError,
+)
+from packflow.logging import BackendLogger, get_backend_logger
 from packflow.preprocessors import get_preprocessor
 from packflow.profiling import Profiler
 
@@ -79,15 +83,6 @@ class PreparedBatch:
     host_s: float
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutionMetrics:
-    """Timings of the most recent call, in milliseconds per stage."""
-
-    batch_size: int
-    execution_times: dict[str, float]
-    total_execution_time: float
-
-
 class InferenceBackend:
     """Base class of every backend: define `execute`, optionally `initialize`,
     `transform_inputs` and `transform_outputs`.
@@ -109,7 +104,7 @@ class InferenceBackend:
     version: str = "0"
 
     config: BackendConfig
-    logger: FilteringBoundLogger
+    logger: BackendLogger
     profiler: Profiler
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -125,7 +120,7 @@ class InferenceBackend:
                 backend=self.name,
             )
         self.config = resolve_config(self.backend_config_model, config, subject=self.name)
-        self.logger = get_logger(backend=self.name)
+        self.logger = get_backend_logger(backend=self.name)
         self.profiler = Profiler()
         self._last_batch_size = 0
         # Host stages (`prepare`), then device stages (`complete`); execute always runs.
@@ -233,10 +228,11 @@ class InferenceBackend:
         return outputs
 
     def get_metrics(self) -> ExecutionMetrics:
-        """Per-stage timings of the most recent call, in milliseconds."""
+        """Per-stage timings of the most recent call, in milliseconds:
+        `get_metrics().execution_times.execute`, or `["execute"]`."""
         times = {stage: s * 1000 for stage, s in self.profiler.last.items() if stage != "total"}
         total = self.profiler.last.get("total", 0.0) * 1000
-        return ExecutionMetrics(self._last_batch_size, times, total)
+        return ExecutionMetrics(self._last_batch_size, ExecutionTimes(times), total)
 
     def _complete(self, prepared: PreparedBatch) -> list[Any]:
         if not prepared.size:
@@ -253,7 +249,7 @@ class InferenceBackend:
                 exc.backend = exc.backend or self.name
                 raise
             except Exception as exc:
-                raise BackendError(
+                raise InferenceBackendRuntimeError(
                     f"{self.name}.{stage}() failed: {type(exc).__name__}: {exc}",
                     backend=self.name,
                     stage=stage,
@@ -279,10 +275,9 @@ class InferenceBackend:
         try:
             self.initialize()
         except Exception as exc:
-            raise BackendError(
+            raise InferenceBackendInitializationError(
                 f"{self.name}.initialize() failed: {type(exc).__name__}: {exc}",
                 backend=self.name,
-                stage="initialize",
             ) from exc
         self.logger.info(
             "backend_initialized",

@@ -21,6 +21,7 @@ import importlib
 import importlib.util
 import re
 import sys
+from importlib.machinery import PathFinder
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,7 +29,7 @@ from typing import Any
 from packflow.backend import InferenceBackend
 from packflow.config import merge_config
 from packflow.errors import LoaderError, PackflowError
-from packflow.project import PackflowConfig, locate_project
+from packflow.project import PackflowConfig, apply_env_vars, locate_project
 
 __all__ = [
     "InferenceBackendLoader",
@@ -50,7 +51,7 @@ class InferenceBackendLoader:
         module, sep, attr = path.rpartition(":")
         if not sep or not module or not attr or ":" in module:
             raise LoaderError(
-                f"invalid backend reference {path!r}: write module:Class (backends.echo:EchoBackend) "
+                f"invalid backend reference {path!r}: write module:Class (packflow.examples.echo:EchoBackend) "
                 "or path/to/file.py:Class"
             )
         self.path = path
@@ -109,11 +110,13 @@ class InferenceBackendLoader:
         """Load the backend of the project at `project_path` (a directory, its
         `packflow.yaml` or an exported .zip).
 
-        The config is the project's `backend_config:` with `overrides` over it. The backend
+        The config is the project's `backend_config:` with `overrides` over it; the
+        project's `env:` variables are set first. The backend
         takes the project's `version` unless its class sets one.
         """
         project = locate_project(project_path)
         config = PackflowConfig.read(project)
+        apply_env_vars(config)
         loader: InferenceBackendLoader = (
             LocalLoader(config.inference_backend, base_dir=project)
             if config.loader == "local"
@@ -159,7 +162,10 @@ class InferenceBackendLoader:
         if str(self.base_dir) not in sys.path:
             sys.path.insert(0, str(self.base_dir))
         try:
+            _prefer_local(self.module, self.path, [self.base_dir, Path.cwd()])
             return importlib.import_module(self.module)
+        except LoaderError:
+            raise
         except ModuleNotFoundError as exc:
             if exc.name and (self.module + ".").startswith(exc.name + "."):
                 raise LoaderError(
@@ -200,6 +206,43 @@ def load_backend(
     """Load the backend `reference` names (`module:Class` or `path/to/file.py:Class`),
     constructed with `overrides` as config keywords."""
     return InferenceBackendLoader(reference, base_dir=base_dir).load(**overrides)
+
+
+def _prefer_local(module: str, reference: str, roots: list[Path]) -> None:
+    """Import `module`'s top-level package from the first of `roots` that holds `module`.
+
+    A project's own code wins over anything installed: a project's `backends/` without an
+    `__init__.py` is a namespace package, which Python's import system lets any installed
+    regular package of the same name beat, wherever each sits on `sys.path`.
+    """
+    parts = module.split(".")
+    for root in dict.fromkeys(r.resolve() for r in roots):
+        target = root.joinpath(*parts)
+        if not (target.with_suffix(".py").is_file() or (target / "__init__.py").is_file()):
+            continue
+        top = parts[0]
+        loaded = sys.modules.get(top)
+        if loaded is not None:
+            where = [*getattr(loaded, "__path__", []), getattr(loaded, "__file__", None) or ""]
+            if any(Path(w).resolve().is_relative_to(root) for w in where if w):
+                return
+            raise LoaderError(
+                f"backend reference {reference!r}: {target.relative_to(root)} is in {root}, "
+                f"but a module named {top!r} is already imported from "
+                f"{where[0] or 'elsewhere'}; rename the project's package"
+            )
+        spec = PathFinder.find_spec(top, [str(root)])
+        if spec is None:
+            return
+        found = importlib.util.module_from_spec(spec)
+        sys.modules[top] = found
+        if spec.loader is not None:
+            try:
+                spec.loader.exec_module(found)
+            except BaseException:
+                del sys.modules[top]
+                raise
+        return
 
 
 def _sets_version(backend_class: type[InferenceBackend]) -> bool:
