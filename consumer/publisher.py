@@ -34,7 +34,7 @@ from .headers import (
 )
 from .pipeline import Failure, Outcome
 from .tracing import Tracing
-from .transactions import NOT_AUTHORIZED
+from .transactions import NOT_AUTHORIZED, FencedError
 
 __all__ = ["NotAuthorized", "PublishRejected", "Publisher", "fit_to_topics", "send"]
 
@@ -58,6 +58,8 @@ _REFUSED = frozenset(
 
 # What an aborted transaction's records report: nothing is lost, they are read again.
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
+
+_FATAL = KafkaError._FATAL  # produce() on a producer that met a fatal error
 
 
 class NotAuthorized(PackflowError):
@@ -90,7 +92,8 @@ def send(
 ) -> None:
     """`producer.produce()`, waiting while librdkafka's local queue is full (its BufferError)
     rather than failing: the one such loop in Packflow. Raises `PublishRejected` when the
-    record can never be produced."""
+    record can never be produced, `FencedError` when the producer itself is unusable (a
+    fatal error: fenced, or its transaction refused)."""
     while True:
         try:
             # list[tuple[str, bytes]] is accepted
@@ -106,6 +109,10 @@ def send(
                 raise NotAuthorized(topic, error) from None
             if isinstance(error, KafkaError) and error.txn_requires_abort():
                 return  # the open transaction can only abort now: its records are read again
+            if isinstance(error, KafkaError) and (error.fatal() or error.code() == _FATAL):
+                # Not this record's fault: the producer failed (the fetch side usually met the
+                # cause first, in a commit). The replica stops, nothing of it committed.
+                raise FencedError(f"producer: {error.str()}") from None
             raise
 
 

@@ -482,6 +482,9 @@ class DataPath:
                     self.gate.ask()
         except NotAuthorized as exc:  # no right to write: the publisher said so, once
             self.publisher.not_authorized(exc)
+        except FencedError as exc:  # the producer failed under a batch: stop, once
+            if self.state.fatal is None:  # else the fetch side said why already
+                self._unusable(exc)
         except Exception as exc:  # a bug, not bad data: stop the replica without committing it
             self.state.fail(f"inference worker: {type(exc).__name__}: {exc}")
             self.log.exception("worker_failed")

@@ -36,7 +36,7 @@ from packflow.runtime.replica import DataPath, RunState
 from packflow.runtime.retries import RetryPolicy
 from packflow.runtime.settings import RuntimeSettings
 from packflow.runtime.tracing import Tracing
-from packflow.runtime.transactions import Transaction
+from packflow.runtime.transactions import FencedError, Transaction
 
 A, B = ("in", 0), ("in", 1)
 
@@ -577,6 +577,17 @@ def test_a_topic_that_refuses_our_writes_is_one_line_and_a_stop_not_one_per_reco
     outcome: Outcome[Any] = Outcome(results=[(Msg(0), "k", b"v")])
     with pytest.raises(NotAuthorized, match="results"):
         path.publish(outcome)
+
+
+def test_a_producer_that_failed_for_good_is_a_stop_not_a_worker_bug_nor_a_dead_letter() -> None:
+    # What produce() raises once the transaction was refused on the fetch side (CI saw the
+    # worker meet this before the replica had stopped).
+    fatal = KafkaError(KafkaError._FATAL, "Unable to produce message: Local: Fatal error")
+    path, failures, log = publisher(FakeProducer(refuse=fatal))
+    outcome: Outcome[Any] = Outcome(results=[(Msg(0), "k", b"v")])
+    with pytest.raises(FencedError, match="Fatal error"):
+        path.publish(outcome)
+    assert failures == [] and log.events == []
 
 
 # -- BatchGate ----------------------------------------------------------------------------------
