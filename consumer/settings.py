@@ -38,7 +38,7 @@ from packflow.logging import FORMAT_ENV, LEVEL_ENV
 from packflow.project import CACHE_ENV, PROJECT_FILE, locate_project
 from packflow.redaction import redact, redact_text
 
-from .broker import BROKER_ENV_PREFIX, OLD_BROKER_ENV_PREFIX, BrokerSettings
+from .broker_settings import BROKER_ENV_PREFIX, OLD_BROKER_ENV_PREFIX, BrokerSettings
 from .errors import SettingsWarning
 
 Guarantee = Literal["at-least-once", "exactly-once"]

@@ -34,14 +34,16 @@ import tempfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import pathspec
 import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from packflow.errors import ProjectError, short_repr
+
+if TYPE_CHECKING:
+    import pathspec
 
 PROJECT_FILE = "packflow.yaml"
 REQUIREMENTS_FILE = "requirements.txt"
@@ -508,6 +510,8 @@ def export_project(
 
 def _gitignore(project: Path) -> pathspec.GitIgnoreSpec:
     """The patterns of the project's `.gitignore` (none when it has none)."""
+    import pathspec  # export only: not on a replica's path
+
     path = project / ".gitignore"
     lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
     return pathspec.GitIgnoreSpec.from_lines(lines)

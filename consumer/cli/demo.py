@@ -18,7 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..broker import BrokerSettings, LocalCluster
+from ..broker import LocalCluster
+from ..broker_settings import BrokerSettings
 from ..client import DeadLetters, Results
 from ..contracts import load_schema
 from ..generate import synthetic_records

@@ -10,8 +10,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from ..broker import BrokerSettings, LocalCluster
+from ..broker import LocalCluster
 from ..broker_security import ADMIN, APP_USER
+from ..broker_settings import BrokerSettings
 from ..errors import BrokerError, TopicError
 from ..jars import ensure_jars
 from ..settings import validation_problems

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from packflow.runtime.broker import BrokerSettings
+from packflow.runtime.broker_settings import BrokerSettings
 from packflow.runtime.jars import ensure_jars
 from tests.conftest import free_port_block
 from tests.runtime_io import PACKFLOW
