@@ -24,6 +24,12 @@ def record_keys(
     looked at only for records that need it (it may be computed lazily)."""
     if id_field is None:
         return [coordinate_key(*coordinates[i]) for i in range(len(records))]
+    try:  # the common batch: every record has a string id (one pass, no per-record branch)
+        ids = [record[id_field] for record in records]  # type: ignore[index]
+        if set(map(type, ids)) == {str}:
+            return ids
+    except (KeyError, TypeError):  # a record without it, or one not decoded (None)
+        pass
     keys = []
     for i, record in enumerate(records):
         value = record.get(id_field) if record is not None else None

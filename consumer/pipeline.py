@@ -146,19 +146,33 @@ class Pipeline:
         host stages."""
         started, started_ns = time.perf_counter(), time.time_ns()
         decoded = self.decoder.decode_batch([m.value() for m in batch])
-        records = [None if isinstance(d, DecodeError) else d for d in decoded]
+        undecoded = [i for i, d in enumerate(decoded) if isinstance(d, DecodeError)]
+        records: list[Any] = decoded
+        if undecoded:
+            records = list(decoded)
+            for i in undecoded:
+                records[i] = None
         keys = record_keys(records, _Coordinates(batch), self.id_field)
         decoded_at = time.perf_counter()
 
-        live = [i for i, r in enumerate(records) if r is not None]
-        todo: list[int] = []
+        live: Sequence[int]
+        if undecoded:
+            live = [i for i, r in enumerate(records) if r is not None]
+            fresh = self.answered.claim([keys[i] for i in live])
+        else:
+            live, fresh = range(len(records)), self.answered.claim(keys)
+        todo: list[int]
         repeats = []
-        for i, fresh in zip(live, self.answered.claim([keys[i] for i in live]), strict=True):
-            if fresh:
-                todo.append(i)
-            else:
-                repeats.append(batch[i])
-        chosen: list[Any] = [records[i] for i in todo]
+        if not undecoded and all(fresh):  # the common batch: every record decoded and new
+            todo = list(live)
+        else:
+            todo = []
+            for i, new in zip(live, fresh, strict=True):
+                if new:
+                    todo.append(i)
+                else:
+                    repeats.append(batch[i])
+        chosen: list[Any] = records if len(todo) == len(records) else [records[i] for i in todo]
         prepared: PreparedBatch | BackendError | ValidationError | None = None
         if chosen:
             try:
@@ -178,11 +192,14 @@ class Pipeline:
         batch, keys, todo = staged.batch, staged.keys, staged.todo
         outcome: Outcome[M] = Outcome(repeats=staged.repeats, started_ns=staged.started_ns)
         started = time.perf_counter()
-        inferred = self._infer(staged.records, staged.prepared)
+        inferred, clean = self._infer(staged.records, staged.prepared)
         inferred_at = time.perf_counter()
-        encoded = self._answers([keys[i] for i in todo], inferred)
+        everyone = len(todo) == len(batch)
+        encoded, clean = self._answers(
+            keys if everyone else [keys[i] for i in todo], inferred, clean
+        )
 
-        if len(todo) == len(batch) and not any(isinstance(e, Failure) for e in encoded):
+        if everyone and clean:
             # The common batch: every record decoded, new, and answered.
             outcome.results = list(zip(batch, keys, encoded, strict=True))  # type: ignore[arg-type]
         else:
@@ -220,27 +237,31 @@ class Pipeline:
         # A key that got no answer may be answered by a later copy of its record.
         self.answered.release(released)
 
-    def _answers(self, keys: list[str], inferred: list[Any]) -> list[bytes | Failure]:
-        """The encoded result of each output, or the Failure it already was or became."""
-        ok = [j for j, answer in enumerate(inferred) if not isinstance(answer, Failure)]
-        if len(ok) == len(inferred):
+    def _answers(
+        self, keys: list[str], inferred: list[Any], clean: bool
+    ) -> tuple[list[bytes | Failure], bool]:
+        """The encoded result of each output, or the Failure it already was or became; and
+        whether none is a Failure. `clean`: no output is a Failure already."""
+        if clean:
             return self._encode(keys, inferred)
+        ok = [j for j, answer in enumerate(inferred) if not isinstance(answer, Failure)]
         answers: list[bytes | Failure] = list(inferred)
-        encoded = self._encode([keys[j] for j in ok], [inferred[j] for j in ok])
+        encoded, _ = self._encode([keys[j] for j in ok], [inferred[j] for j in ok])
         for j, answer in zip(ok, encoded, strict=True):
             answers[j] = answer
-        return answers
+        return answers, False
 
     def _infer(
         self,
         records: list[Any],
         prepared: PreparedBatch | BackendError | ValidationError | None = None,
-    ) -> list[Any]:
-        """One answer per record: its output, or a `Failure`. `prepared`: the records
-        through the backend's host stages already (or the error those raised). A call that
-        raises is retried (with backoff) while the policy allows, then split."""
+    ) -> tuple[list[Any], bool]:
+        """One answer per record: its output, or a `Failure`; and whether none is a Failure.
+        `prepared`: the records through the backend's host stages already (or the error
+        those raised). A call that raises is retried (with backoff) while the policy allows,
+        then split."""
         if not records:
-            return []
+            return [], True
         retry = self.retry
         calls = 1
         while True:
@@ -258,19 +279,23 @@ class Pipeline:
                     calls += 1
                     continue
                 if len(records) == 1:
-                    return [failure_of(exc, calls)]
+                    return [failure_of(exc, calls)], False
                 # No row can be blamed for a batch-wide failure: find the bad ones one by one.
-                return [self._infer([record])[0] for record in records]
-        answers: list[Any] = list(result.outputs)
+                answers = [self._infer([record])[0][0] for record in records]
+                return answers, not any(isinstance(a, Failure) for a in answers)
+        if not result.failures:
+            return list(result.outputs), True
+        answers = list(result.outputs)
         for failed in result.failures:
             if failed.row is not None:
                 answers[failed.row] = failure_of(failed, calls)
-        return answers
+        return answers, not any(isinstance(a, Failure) for a in answers)
 
-    def _encode(self, keys: list[str], outputs: list[Any]) -> list[bytes | Failure]:
+    def _encode(self, keys: list[str], outputs: list[Any]) -> tuple[list[bytes | Failure], bool]:
+        """Each output's encoded result, or its Failure; and whether all were encoded."""
         name, version = self.backend.name, str(self.backend.version)
         try:
-            return list(self.encoder.encode_batch(keys, outputs, name, version))
+            return list(self.encoder.encode_batch(keys, outputs, name, version)), True
         except EncodeError:
             answers: list[bytes | Failure] = []
             for key, output in zip(keys, outputs, strict=True):
@@ -278,4 +303,4 @@ class Pipeline:
                     answers.extend(self.encoder.encode_batch([key], [output], name, version))
                 except EncodeError as exc:
                     answers.append(failure_of(exc))
-            return answers
+            return answers, False

@@ -4,7 +4,10 @@ is named (`writer_schema`). This is the runtime's default and its hot path."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from io import BytesIO
 from typing import Any
+
+import fastavro
 
 from ..errors import DecodeError
 from .base import AvroSchema, Codec, Decoder, HeaderEncoder, null_value, pair, read
@@ -21,8 +24,27 @@ class SchemalessDecoder(Decoder):
         self._pair = pair(self.writer, reader)
 
     def decode_batch(self, values: Sequence[bytes | None]) -> list[dict[str, Any] | DecodeError]:
+        # `read` inlined for the datums that decode cleanly (the hot path: one Python call
+        # less per record); any other is read again by `read`, which says what is wrong.
         writer = self._pair
-        return [null_value() if value is None else read(value, 0, writer) for value in values]
+        parsed, resolved, reader = writer.parsed, writer.reader, fastavro.schemaless_reader
+        decoded: list[dict[str, Any] | DecodeError] = []
+        append = decoded.append
+        for value in values:
+            if value is None:
+                append(null_value())
+                continue
+            buffer = BytesIO(value)
+            try:
+                record = reader(buffer, parsed, resolved)
+            except Exception:  # noqa: BLE001
+                append(read(value, 0, writer))
+                continue
+            if type(record) is dict and buffer.tell() == len(value):
+                append(record)
+            else:
+                append(read(value, 0, writer))
+        return decoded
 
 
 class SchemalessEncoder(HeaderEncoder):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from packflow.runtime.broker import BrokerSettings
+from packflow.runtime.broker_settings import BrokerSettings
 from packflow.runtime.errors import SettingsWarning
 from packflow.runtime.settings import (
     RuntimeSettings,
