@@ -1,5 +1,5 @@
-"""The benchmark: Packflow beside a hand-written confluent-kafka loop, on one workload, in one
-run, against a local Kafka broker started for it.
+"""The benchmark: Packflow beside a hand-written confluent-kafka loop and Quix Streams, on one
+workload, in one run, against a local Kafka broker started for it.
 
     .venv/bin/python -m bench.run                      # the full run (`make bench`)
     .venv/bin/python -m bench.run --records 50000 --rounds 1 --latency-seconds 5   # a quick one
@@ -15,15 +15,24 @@ results topic (`message.timestamp.type=LogAppendTime`):
 - exactly-once:   `packflow run --guarantee exactly-once --max-batch-size B`;
 - batch-1:        `packflow run --max-batch-size 1`, what per-record frameworks do (it reads
                   only `--batch1-records` of the topic: at its speed the whole would take
-                  minutes per round and the rate is steady long before).
+                  minutes per round and the rate is steady long before);
+- quix:           `bench/quix_app.py`, the same job as a Quix Streams application (what users
+                  would otherwise pick), with Quix's defaults (at-least-once, a commit every
+                  5 s, per-record processing) but `auto_offset_reset="earliest"`; N replicas are
+                  N processes in one consumer group. It runs in its own venv, bench/.venv-quix
+                  (`make bench-quix-venv`, pins in bench/requirements-quix.txt: Quix Streams
+                  3.28 needs confluent-kafka <2.13, older than Packflow's venv has); a bench
+                  started without it builds it with uv, or, where it cannot, says so and
+                  skips quix.
 
 Each with 1 and 2 replicas (processes), for `--rounds` rounds (systems interleaved), then:
 
 - records/s from the system's process start to its last result, and from its first result
   to its last (log-append times of the results topic);
 - CPU seconds per million records over the system's processes and their children, and the
-  broker's (psutil), from process start until every record is committed; peak RSS (the sum
-  over the system's processes);
+  broker's (psutil), from process start until every record is committed (for quix that
+  includes up to one 5 s commit interval of waiting); peak RSS (the sum over the system's
+  processes);
 - latency at half load: a fresh input topic, the system started on it, records produced at
   half the system's own first-to-last rate of that round, each stamped with the time it was
   handed to the producer client; latency = the result's log-append time minus that stamp, over
@@ -52,6 +61,7 @@ from typing import Any
 import confluent_kafka
 
 from bench.workload import (
+    QUIX_PYTHON,
     ROOT,
     SYSTEMS,
     CommitWatcher,
@@ -65,6 +75,7 @@ from bench.workload import (
     new_topics,
     percentile,
     prefill,
+    quix_venv_ready,
     read_results,
     start_cluster,
     system_commands,
@@ -227,6 +238,8 @@ def ratios(summary: dict[str, Any], replicas: list[int]) -> dict[str, float]:
             ("at-least-once / handwritten", "at-least-once", "handwritten"),
             ("exactly-once / at-least-once", "exactly-once", "at-least-once"),
             ("micro-batching gain: at-least-once / batch-1", "at-least-once", "batch-1"),
+            ("quix / handwritten", "quix", "handwritten"),
+            ("at-least-once / quix", "at-least-once", "quix"),
         ):
             x, y = med(a, r), med(b, r)
             if x is not None and y:
@@ -337,6 +350,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def quix_versions() -> dict[str, str]:
+    """Quix Streams' release and the confluent-kafka/librdkafka of its venv (not Packflow's)."""
+    code = ("import importlib.metadata as m, confluent_kafka as c; "
+            "print(m.version('quixstreams'), m.version('confluent-kafka'), c.libversion()[0])")  # fmt: skip
+    done = subprocess.run([str(QUIX_PYTHON), "-c", code], check=False, capture_output=True,
+                          text=True)  # fmt: skip
+    found = done.stdout.split()
+    if done.returncode != 0 or len(found) != 3:
+        return {"quixstreams": "unknown"}
+    return dict(zip(("quixstreams", "quix_confluent_kafka", "quix_librdkafka"), found, strict=True))
+
+
 def report_again(args: argparse.Namespace) -> None:
     report = json.loads(args.report.read_text())
     drop = {d for d in args.drop.split(",") if d}
@@ -367,7 +392,7 @@ def _say(text: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Packflow beside a hand-written loop.")
+    parser = argparse.ArgumentParser(description="Packflow beside a hand-written loop and Quix.")
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
@@ -398,14 +423,24 @@ def main() -> None:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}: choose among {', '.join(SYSTEMS)}")
+    if "quix" in systems:
+        why = quix_venv_ready()
+        if why is not None:
+            _say(f"skipping quix: {why} (make bench-quix-venv builds it)")
+            systems.remove("quix")
     replicas = [int(r) for r in args.replicas.split(",")]
     LOGS.mkdir(parents=True, exist_ok=True)
 
     meta = machine()
+    if "quix" in systems:
+        meta |= quix_versions()
     _say(f"packflow bench: {args.records:,} records, {args.partitions} partitions, "
          f"{args.rounds} round(s), replicas {replicas}, systems {systems}")  # fmt: skip
     _say(f"machine: {meta['nproc']} cpu ({meta['cpu']}), {meta['memory_mb']:,} MB; "
          f"load {meta['load_average_before']}; commit {meta['commit']}")  # fmt: skip
+    if "quix" in systems:
+        _say(f"quix: quixstreams {meta['quixstreams']} in {QUIX_PYTHON.parent.parent.name} "
+             f"(confluent-kafka {meta.get('quix_confluent_kafka', '?')})")  # fmt: skip
     cluster = start_cluster()
     rows: list[dict[str, Any]] = []
     lat_rows: list[dict[str, Any]] = []
