@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import platform
@@ -343,7 +344,8 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "memory_mb": mem,
         "python": platform.python_version(),
-        "confluent_kafka": confluent_kafka.version()[0],
+        # version() is a bare string in these releases ("2.16.1"[0] was recorded as "2")
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
         "librdkafka": confluent_kafka.libversion()[0],
         "kafka": kafka.group(1) if kafka else "unknown",
         "load_average_before": os.getloadavg(),
