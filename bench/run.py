@@ -250,7 +250,7 @@ def ratios(summary: dict[str, Any], replicas: list[int]) -> dict[str, float]:
 
 def table(summary: dict[str, Any]) -> str:
     head = (
-        f"{'system':<15}{'repl':>5}{'rec/s 1st-last':>22}{'rec/s start-last':>18}"
+        f"{'system':<15}{'repl':>5}{'rec/s 1st-last':>26}{'rec/s start-last':>18}"
         f"{'cpu s/M':>9}{'broker s/M':>11}{'RSS MB':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
     )
     lines = [head, "-" * len(head)]
@@ -269,7 +269,7 @@ def table(summary: dict[str, Any]) -> str:
         system, r = name.split("/")
         s = summary[name]
         lines.append(
-            f"{system:<15}{r:>5}{cell(s, 'records_per_s_first_to_last', True):>22}"
+            f"{system:<15}{r:>5}{cell(s, 'records_per_s_first_to_last', True):>26}"
             f"{cell(s, 'records_per_s_start_to_last'):>18}{cell(s, 'cpu_s_per_million'):>9}"
             f"{cell(s, 'broker_cpu_s_per_million'):>11}{cell(s, 'peak_rss_mb'):>8}"
             f"{cell(s, 'latency_ms_p50'):>8}{cell(s, 'latency_ms_p99'):>8}"
