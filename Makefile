@@ -18,7 +18,7 @@ demo:
 kafka-prefetch:
 	-@mvn -B -q -f consumer/pom.xml dependency:resolve >/dev/null 2>&1
 
-.PHONY: demo test test-floors install install-core kafka-prefetch kafka-fetch kafka-start kafka-stop topics lint typecheck compose-check clean bench soak faults
+.PHONY: demo test test-floors install install-core kafka-prefetch kafka-fetch kafka-start kafka-stop topics lint typecheck compose-check clean bench bench-quix-venv soak faults
 
 test: install kafka-fetch
 	$(BIN)/pytest
@@ -66,9 +66,21 @@ faults: install kafka-fetch
 
 # Benchmarks (docs/PERFORMANCE.md): reports only, nothing asserted. A quick run:
 #   make bench BENCH_ARGS="--records 50000 --rounds 1 --latency-seconds 5"
-bench: install kafka-fetch
+bench: install kafka-fetch bench-quix-venv
 	$(BIN)/python -c "import matplotlib" 2>/dev/null || $(UV) pip install --quiet --python $(BIN)/python -e '.[dev,torch,otel,bench]'
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The bench's Quix Streams peer (bench/quix_app.py) in a venv of its own: Quix Streams pins
+# confluent-kafka below the release Packflow's venv has (bench/requirements-quix.txt).
+QUIX_VENV := bench/.venv-quix
+QUIX_STAMP := $(QUIX_VENV)/.installed
+bench-quix-venv: $(QUIX_STAMP)
+
+$(QUIX_STAMP): bench/requirements-quix.txt | $(UV)
+	$(UV) venv --quiet --allow-existing --python $(BIN)/python $(QUIX_VENV)
+	$(UV) pip install --quiet --compile-bytecode --python $(QUIX_VENV)/bin/python \
+		-r bench/requirements-quix.txt
+	touch $(QUIX_STAMP)
 
 #   make soak SOAK_ARGS="--records 1000000"
 soak: install kafka-fetch
@@ -97,4 +109,4 @@ compose-check:
 	docker compose config --quiet
 
 clean:
-	rm -rf $(VENV) $(FLOORS_VENV) dist build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(FLOORS_VENV) $(QUIX_VENV) dist build .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,5 @@
-"""The benchmark: Packflow beside a hand-written confluent-kafka loop, on one workload, in one
-run, against a local Kafka broker started for it.
+"""The benchmark: Packflow beside a hand-written confluent-kafka loop and Quix Streams, on one
+workload, in one run, against a local Kafka broker started for it.
 
     .venv/bin/python -m bench.run                      # the full run (`make bench`)
     .venv/bin/python -m bench.run --records 50000 --rounds 1 --latency-seconds 5   # a quick one
@@ -15,15 +15,24 @@ results topic (`message.timestamp.type=LogAppendTime`):
 - exactly-once:   `packflow run --guarantee exactly-once --max-batch-size B`;
 - batch-1:        `packflow run --max-batch-size 1`, what per-record frameworks do (it reads
                   only `--batch1-records` of the topic: at its speed the whole would take
-                  minutes per round and the rate is steady long before).
+                  minutes per round and the rate is steady long before);
+- quix:           `bench/quix_app.py`, the same job as a Quix Streams application (what users
+                  would otherwise pick), with Quix's defaults (at-least-once, a commit every
+                  5 s, per-record processing) but `auto_offset_reset="earliest"`; N replicas are
+                  N processes in one consumer group. It runs in its own venv, bench/.venv-quix
+                  (`make bench-quix-venv`, pins in bench/requirements-quix.txt: Quix Streams
+                  3.28 needs confluent-kafka <2.13, older than Packflow's venv has); a bench
+                  started without it builds it with uv, or, where it cannot, says so and
+                  skips quix.
 
 Each with 1 and 2 replicas (processes), for `--rounds` rounds (systems interleaved), then:
 
 - records/s from the system's process start to its last result, and from its first result
   to its last (log-append times of the results topic);
 - CPU seconds per million records over the system's processes and their children, and the
-  broker's (psutil), from process start until every record is committed; peak RSS (the sum
-  over the system's processes);
+  broker's (psutil), from process start until every record is committed (for quix that
+  includes up to one 5 s commit interval of waiting); peak RSS (the sum over the system's
+  processes);
 - latency at half load: a fresh input topic, the system started on it, records produced at
   half the system's own first-to-last rate of that round, each stamped with the time it was
   handed to the producer client; latency = the result's log-append time minus that stamp, over
@@ -38,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import json
 import os
 import platform
@@ -52,6 +62,7 @@ from typing import Any
 import confluent_kafka
 
 from bench.workload import (
+    QUIX_PYTHON,
     ROOT,
     SYSTEMS,
     CommitWatcher,
@@ -65,6 +76,7 @@ from bench.workload import (
     new_topics,
     percentile,
     prefill,
+    quix_venv_ready,
     read_results,
     start_cluster,
     system_commands,
@@ -227,6 +239,8 @@ def ratios(summary: dict[str, Any], replicas: list[int]) -> dict[str, float]:
             ("at-least-once / handwritten", "at-least-once", "handwritten"),
             ("exactly-once / at-least-once", "exactly-once", "at-least-once"),
             ("micro-batching gain: at-least-once / batch-1", "at-least-once", "batch-1"),
+            ("quix / handwritten", "quix", "handwritten"),
+            ("at-least-once / quix", "at-least-once", "quix"),
         ):
             x, y = med(a, r), med(b, r)
             if x is not None and y:
@@ -236,7 +250,7 @@ def ratios(summary: dict[str, Any], replicas: list[int]) -> dict[str, float]:
 
 def table(summary: dict[str, Any]) -> str:
     head = (
-        f"{'system':<15}{'repl':>5}{'rec/s 1st-last':>22}{'rec/s start-last':>18}"
+        f"{'system':<15}{'repl':>5}{'rec/s 1st-last':>26}{'rec/s start-last':>18}"
         f"{'cpu s/M':>9}{'broker s/M':>11}{'RSS MB':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
     )
     lines = [head, "-" * len(head)]
@@ -255,7 +269,7 @@ def table(summary: dict[str, Any]) -> str:
         system, r = name.split("/")
         s = summary[name]
         lines.append(
-            f"{system:<15}{r:>5}{cell(s, 'records_per_s_first_to_last', True):>22}"
+            f"{system:<15}{r:>5}{cell(s, 'records_per_s_first_to_last', True):>26}"
             f"{cell(s, 'records_per_s_start_to_last'):>18}{cell(s, 'cpu_s_per_million'):>9}"
             f"{cell(s, 'broker_cpu_s_per_million'):>11}{cell(s, 'peak_rss_mb'):>8}"
             f"{cell(s, 'latency_ms_p50'):>8}{cell(s, 'latency_ms_p99'):>8}"
@@ -330,11 +344,24 @@ def machine() -> dict[str, Any]:
         "cpu": cpu,
         "memory_mb": mem,
         "python": platform.python_version(),
-        "confluent_kafka": confluent_kafka.version()[0],
+        # version() is a bare string in these releases ("2.16.1"[0] was recorded as "2")
+        "confluent_kafka": importlib.metadata.version("confluent-kafka"),
         "librdkafka": confluent_kafka.libversion()[0],
         "kafka": kafka.group(1) if kafka else "unknown",
         "load_average_before": os.getloadavg(),
     }
+
+
+def quix_versions() -> dict[str, str]:
+    """Quix Streams' release and the confluent-kafka/librdkafka of its venv (not Packflow's)."""
+    code = ("import importlib.metadata as m, confluent_kafka as c; "
+            "print(m.version('quixstreams'), m.version('confluent-kafka'), c.libversion()[0])")  # fmt: skip
+    done = subprocess.run([str(QUIX_PYTHON), "-c", code], check=False, capture_output=True,
+                          text=True)  # fmt: skip
+    found = done.stdout.split()
+    if done.returncode != 0 or len(found) != 3:
+        return {"quixstreams": "unknown"}
+    return dict(zip(("quixstreams", "quix_confluent_kafka", "quix_librdkafka"), found, strict=True))
 
 
 def report_again(args: argparse.Namespace) -> None:
@@ -367,7 +394,7 @@ def _say(text: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description="Packflow beside a hand-written loop.")
+    parser = argparse.ArgumentParser(description="Packflow beside a hand-written loop and Quix.")
     parser.add_argument("--records", type=int, default=500_000)
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
@@ -398,14 +425,24 @@ def main() -> None:
     unknown = set(systems) - set(SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}: choose among {', '.join(SYSTEMS)}")
+    if "quix" in systems:
+        why = quix_venv_ready()
+        if why is not None:
+            _say(f"skipping quix: {why} (make bench-quix-venv builds it)")
+            systems.remove("quix")
     replicas = [int(r) for r in args.replicas.split(",")]
     LOGS.mkdir(parents=True, exist_ok=True)
 
     meta = machine()
+    if "quix" in systems:
+        meta |= quix_versions()
     _say(f"packflow bench: {args.records:,} records, {args.partitions} partitions, "
          f"{args.rounds} round(s), replicas {replicas}, systems {systems}")  # fmt: skip
     _say(f"machine: {meta['nproc']} cpu ({meta['cpu']}), {meta['memory_mb']:,} MB; "
          f"load {meta['load_average_before']}; commit {meta['commit']}")  # fmt: skip
+    if "quix" in systems:
+        _say(f"quix: quixstreams {meta['quixstreams']} in {QUIX_PYTHON.parent.parent.name} "
+             f"(confluent-kafka {meta.get('quix_confluent_kafka', '?')})")  # fmt: skip
     cluster = start_cluster()
     rows: list[dict[str, Any]] = []
     lat_rows: list[dict[str, Any]] = []

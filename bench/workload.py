@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -37,7 +38,12 @@ from packflow.runtime.topics import TopicSpec, admin_client, create_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-SYSTEMS = ("handwritten", "at-least-once", "exactly-once", "batch-1")
+SYSTEMS = ("handwritten", "at-least-once", "exactly-once", "batch-1", "quix")
+# Quix Streams runs in a venv of its own (3.28 needs confluent-kafka <2.13, older than ours).
+QUIX_VENV = ROOT / "bench" / ".venv-quix"
+QUIX_PYTHON = QUIX_VENV / "bin" / "python"
+QUIX_REQUIREMENTS = ROOT / "bench" / "requirements-quix.txt"
+QUIX_STAMP = QUIX_VENV / ".installed"
 
 # -- the broker ------------------------------------------------------------------------------
 
@@ -246,6 +252,33 @@ def read_results(bootstrap: str, topic: str, partitions: int, keep: bool = False
 # -- the systems as processes ----------------------------------------------------------------
 
 
+def quix_venv_ready() -> str | None:
+    """None when bench/.venv-quix is there and up to date with bench/requirements-quix.txt,
+    else why not. It is `make bench-quix-venv`'s job; for a bench started without make, this
+    builds it the same way (uv, from the project venv or the PATH), which takes seconds with
+    uv's cache and a minute or so without."""
+    fresh = QUIX_STAMP.exists() and QUIX_STAMP.stat().st_mtime >= QUIX_REQUIREMENTS.stat().st_mtime
+    if QUIX_PYTHON.exists() and fresh:
+        return None
+    uv = VENV_BIN / "uv" if (VENV_BIN / "uv").exists() else shutil.which("uv")
+    if uv is None:
+        return f"{QUIX_VENV.relative_to(ROOT)} is missing and there is no uv to build it"
+    print(f"building {QUIX_VENV.relative_to(ROOT)} (as `make bench-quix-venv` does)", flush=True)
+    steps = [
+        [str(uv), "venv", "--quiet", "--allow-existing", "--python", sys.executable,
+         str(QUIX_VENV)],
+        [str(uv), "pip", "install", "--quiet", "--compile-bytecode", "--python", str(QUIX_PYTHON),
+         "-r", str(QUIX_REQUIREMENTS)],
+    ]  # fmt: skip
+    for step in steps:
+        done = subprocess.run(step, cwd=ROOT, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            return f"building {QUIX_VENV.relative_to(ROOT)} failed: {last[0]}"
+    QUIX_STAMP.touch()
+    return None
+
+
 @dataclass(frozen=True)
 class Topics:
     input: str
@@ -264,6 +297,14 @@ def system_commands(
             "--bootstrap-servers", bootstrap, "--input-topic", t.input,
             "--results-topic", t.results, "--group-id", t.group,
             "--batch-size", str(batch_size), "--max-wait-ms", str(max_wait_ms),
+        ]  # fmt: skip
+        return [one] * replicas
+    if system == "quix":
+        # One Quix application per replica, all in one consumer group: how Quix scales out.
+        one = [
+            str(QUIX_PYTHON), "-m", "bench.quix_app",
+            "--bootstrap-servers", bootstrap, "--input-topic", t.input,
+            "--results-topic", t.results, "--group-id", t.group,
         ]  # fmt: skip
         return [one] * replicas
     guarantee = "exactly-once" if system == "exactly-once" else "at-least-once"
