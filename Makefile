@@ -50,11 +50,11 @@ $(UV):
 		|| ($(BIN)/python -m ensurepip --upgrade >/dev/null && $(BIN)/python -m pip install --quiet uv)
 
 $(STAMP): pyproject.toml | $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -e '.[dev,torch,otel]'
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev,torch,otel]'
 	touch $(STAMP) $(CORE_STAMP)
 
 $(CORE_STAMP): pyproject.toml | $(UV)
-	$(UV) pip install --quiet --python $(BIN)/python -e .
+	$(UV) pip install --quiet --compile-bytecode --python $(BIN)/python -e .
 	touch $(CORE_STAMP)
 
 # The fault suite in full (10 kills, 100k records per scenario; docs/RELIABILITY.md), with
