@@ -48,10 +48,20 @@ def _stderr_logger(*_: Any) -> structlog.WriteLogger:
     return structlog.WriteLogger(sys.stderr)
 
 
-# A traceback's frames, never their local variables (a `settings` local holds passwords).
-_JSON_TRACEBACK = structlog.processors.ExceptionRenderer(
-    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-)
+_EXCEPTION_DICTS = structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+
+
+def _exception_dicts(exc_info: Any) -> list[dict[str, Any]]:
+    """A traceback's frames, never their local variables (a `settings` local holds
+    passwords). Before structlog 24 a frame still carries a `locals: None` key: dropped."""
+    stack = _EXCEPTION_DICTS(exc_info)
+    for exc in stack:
+        for frame in exc.get("frames", ()):
+            frame.pop("locals", None)
+    return stack
+
+
+_JSON_TRACEBACK = structlog.processors.ExceptionRenderer(_exception_dicts)
 
 
 def _console_traceback(exc_info: Any) -> str:
@@ -59,7 +69,9 @@ def _console_traceback(exc_info: Any) -> str:
     try:
         formatter = structlog.dev.RichTracebackFormatter(show_locals=False, color_system=None)
         formatter(sio, exc_info)
-    except ModuleNotFoundError:  # rich is not installed
+    # rich is not installed, or structlog predates RichTracebackFormatter (23.3), whose
+    # older rich_traceback would show locals
+    except (ModuleNotFoundError, AttributeError):
         structlog.dev.plain_traceback(sio, exc_info)
     return sio.getvalue().strip("\n")
 
@@ -98,7 +110,14 @@ def configure_logging(
     tracebacks, renderer = (
         (_JSON_TRACEBACK, structlog.processors.JSONRenderer(serializer=_json_dumps))
         if fmt_name == "json"
-        else (_CONSOLE_TRACEBACK, structlog.dev.ConsoleRenderer(colors=False))
+        else (
+            _CONSOLE_TRACEBACK,
+            # the exception is a string by then; plain_traceback only keeps structlog < 23
+            # from warning that it cannot prettify it
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            ),
+        )
     )
     structlog.configure(
         processors=[
