@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
@@ -47,13 +47,20 @@ COMMIT_WAIT_S = 15.0  # for a synchronous commit's answer
 
 
 def commit_sync(
-    consumer: Any, offsets: list[TopicPartition], wait_s: float = COMMIT_WAIT_S
+    consumer: Any,
+    offsets: list[TopicPartition],
+    wait_s: float = COMMIT_WAIT_S,
+    serve: Callable[[], object] | None = None,
 ) -> None:
     """consumer.commit(offsets), synchronously, returning within `wait_s`: librdkafka waits
     for its answer without end, and one begun as the broker went away was seen never to
     return, the fetch loop (which alone serves the rebalance it then waits on) stuck for good.
     Raises KafkaException then, as for a failed commit (it may still land later: a commit
-    only ever moves to offsets that were right when it was asked)."""
+    only ever moves to offsets that were right when it was asked).
+
+    `serve` (the consumer's poll, outside a rebalance callback) is called while waiting: a
+    commit asked as a rebalance begins is answered only once the rebalance, which the fetch
+    loop serves, is through."""
     raised: list[KafkaException] = []
     done = threading.Event()
 
@@ -66,7 +73,11 @@ def commit_sync(
             done.set()
 
     threading.Thread(target=commit, name="commit", daemon=True).start()
-    if not done.wait(wait_s):
+    if serve is not None:
+        until = time.monotonic() + wait_s
+        while not done.is_set() and time.monotonic() < until:
+            serve()
+    if not done.wait(0 if serve is not None else wait_s):
         raise KafkaException(
             KafkaError(KafkaError._TIMED_OUT, f"commit not answered within {wait_s:g}s")
         )

@@ -19,7 +19,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -777,7 +777,9 @@ class DataPath:
         self.probes.failing = why
         self.metrics.execute_timeouts.inc()
         self.log.error("execute_timeout", partitions=partitions, running_s=round(now - since, 1))
-        self._mark_timed_out(marks, set(self.assignment.held()))
+        # Polled while it commits: a rebalance under way (a replica rejoining) answers the
+        # commit only once it is through, and its revoke callback marks what it takes.
+        self._mark_timed_out(marks, None, serve=lambda: self.consumer.poll(0.05))
         self._shutdown_by = time.monotonic()  # the revoke callback waits for nothing
         self._worker_stop.set()
         try:
@@ -798,21 +800,28 @@ class DataPath:
             and time.monotonic() - executing[0] >= timeout_s - _WATCHDOG_SLACK_S
         )
 
-    def _mark_timed_out(self, marks: Mapping[TP, Mark], held: Collection[TP]) -> None:
+    def _mark_timed_out(
+        self,
+        marks: Mapping[TP, Mark],
+        held: Collection[TP] | None,
+        serve: Callable[[], object] | None = None,
+    ) -> None:
         """Commit the hung batch's marks as ended by the watchdog, once each, for partitions in
-        `held` only: one given up since may have a new owner, whose own mark this would
-        overwrite."""
+        `held` only (None: those the replica holds as each is committed): one given up since
+        may have a new owner, whose own mark this would overwrite. `serve`: see commit_sync."""
         for tp, mark in marks.items():
-            if tp not in held or tp in self._timed_out:
+            still = self.assignment.held() if held is None else held
+            if tp not in still or tp in self._timed_out:
+                continue
+            timed = replace(mark, timeout=True, exits=(*mark.exits, "timeout"))
+            offsets = [TopicPartition(*tp, mark.offset, metadata=timed.encode())]
+            try:
+                commit_sync(self.consumer, offsets, serve=serve)
+            except KafkaException as exc:
+                if tp not in self._timed_out:  # else marked meanwhile, by the revoke callback
+                    self.log.warning("mark_failed", partition=tp[1], error=str(exc.args[0]))
                 continue
             self._timed_out.add(tp)
-            timed = replace(mark, timeout=True, exits=(*mark.exits, "timeout"))
-            try:
-                commit_sync(
-                    self.consumer, [TopicPartition(*tp, mark.offset, metadata=timed.encode())]
-                )
-            except KafkaException as exc:
-                self.log.warning("mark_failed", partition=tp[1], error=str(exc.args[0]))
 
     def _count(self, outcome: Outcome[Message]) -> None:
         self.counts["results"] += len(outcome.results)

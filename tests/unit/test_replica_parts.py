@@ -263,7 +263,7 @@ def test_a_mark_whose_commit_is_never_answered_is_a_failed_mark_not_a_stuck_repl
 ) -> None:
     checkpoint, consumer, _, log = at_least_once()
     consumer.hang_commit = threading.Event()
-    monkeypatch.setattr(commit_sync, "__defaults__", (0.2,))
+    monkeypatch.setattr(commit_sync, "__defaults__", (0.2, None))
     checkpoint.mark({A: (3, "{}")})
     assert log.named("mark_failed")
     assert checkpoint.position(A) is None  # not counted as committed
@@ -803,6 +803,46 @@ def test_a_batch_hung_past_its_timeout_when_its_partition_is_revoked_is_marked_t
         # The watchdog then writes it neither again nor for partitions no longer held.
         path._mark_timed_out({A: Mark(5, 2, 9), B: Mark(3, 1, 4)}, {A})
         assert len(consumer.commits) == 1
+    finally:
+        release.set()
+
+
+def test_a_commit_asked_as_a_rebalance_begins_is_answered_while_the_consumer_is_served() -> None:
+    # librdkafka answers it only once the rebalance, served by polling, is through.
+    consumer = FakeConsumer(hang_commit=threading.Event())
+    served: list[int] = []
+
+    def serve() -> None:
+        served.append(1)
+        if len(served) == 3:
+            consumer.hang_commit.set()  # type: ignore[union-attr]
+        time.sleep(0.01)
+
+    commit_sync(consumer, [TopicPartition("in", 0, 5)], wait_s=5, serve=serve)
+    assert len(served) >= 3
+    assert consumer.commits == [([("in", 0, 5)], False)]
+
+
+def test_the_watchdog_polls_while_its_mark_commits_and_the_revoke_it_serves_marks_first() -> None:
+    path, consumer, release = hung(held_s=1.0)
+    path.assignment.assign([A])
+    waiting = consumer.hang_commit = threading.Event()
+
+    def serve() -> None:  # a rebalance takes A: its revoke callback runs inside the poll
+        if A in path.assignment.held():
+            consumer.hang_commit = None
+            path._release({A}, commit=True)
+            consumer.fail_commit = True  # the watchdog's own commit: generation moved on
+            waiting.set()
+
+    try:
+        executing = path._executing
+        assert executing is not None
+        path._mark_timed_out(executing[1], None, serve=serve)
+        mark = parse_mark(consumer.metadata[A])
+        assert mark == Mark(5, 2, 9, "test-0", exits=("timeout",), timeout=True)
+        assert len(consumer.commits) == 1  # the revoke callback's
+        assert path.log.named("mark_failed") == []  # the failure came after it was marked
     finally:
         release.set()
 
