@@ -11,7 +11,9 @@ Host stages: tokenising (the model's fast tokenizer, called directly: transforme
 around it costs as much again), sorting the batch by length into chunks of `chunk_size`
 texts padded to their own longest (a big batch padded to its longest text wastes most of
 the model's work on padding), and the copies to the device. Device stages: the transformer,
-pooling and normalising per chunk; then one copy back, in record order.
+pooling and normalising per chunk; then one copy back, in record order. The embeddings
+leave as `ArrayRows` (float64, rounded to `decimals`): the runtime validates them per batch
+and writes each row's JSON from the array, the same bytes as from its `tolist()`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import torch
 
 from packflow.config import Field
 from packflow.devices import TorchBackend, TorchConfig
+from packflow.validation import ArrayRows
 
 
 def packaged_model_dir() -> Path:
@@ -117,12 +120,11 @@ class TextEmbeddingBackend(TorchBackend):
             pooled.append((hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9))
         return torch.nn.functional.normalize(torch.cat(pooled).float(), dim=1), batch.order
 
-    def transform_outputs(
-        self, embedded: tuple[torch.Tensor, np.ndarray[Any, Any]]
-    ) -> list[dict[str, Any]]:
+    def transform_outputs(self, embedded: tuple[torch.Tensor, np.ndarray[Any, Any]]) -> ArrayRows:
         embeddings, order = embedded
         vectors = np.empty((len(order), embeddings.shape[1]), dtype=np.float64)
         vectors[order] = self.placement.to_host(embeddings)  # back in record order
         if self.config.decimals is not None:
-            vectors = np.round(vectors, self.config.decimals)
-        return [{"embedding": row} for row in vectors.tolist()]
+            np.round(vectors, self.config.decimals, out=vectors)
+        # Rows of the array, not lists of floats: checked per batch, published from its buffer.
+        return ArrayRows({"embedding": vectors})
