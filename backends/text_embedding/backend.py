@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,10 @@ class TextEmbeddingBackend(TorchBackend):
         self.tokenizer = wrapper.backend_tokenizer  # a tokenizers.Tokenizer, our own copy
         self.tokenizer.enable_truncation(self.config.max_length)
         self.tokenizer.no_padding()  # each chunk is padded to its own longest text
+        # Without the character offsets, which nothing here reads (newer tokenizers).
+        self._encode_batch = getattr(
+            self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch
+        )
         self.pad_id = int(wrapper.pad_token_id)
         self.model = self.placement.module(AutoModel.from_pretrained(path, local_files_only=True))
         self.logger.info("model_loaded", path=str(path), dim=self.model.config.hidden_size)
@@ -91,26 +96,46 @@ class TextEmbeddingBackend(TorchBackend):
     def transform_inputs(self, records: list[dict[str, Any]]) -> Chunks:
         field = self.config.text_field
         texts = [record.get(field) for record in records]
-        for text in texts:
-            if not isinstance(text, str):
-                raise TypeError(f"{field!r} must be a string, got {type(text).__name__}")
-        encodings = self.tokenizer.encode_batch(texts)
+        if not all(map(isinstance, texts, repeat(str))):
+            bad = next(text for text in texts if not isinstance(text, str))
+            raise TypeError(f"{field!r} must be a string, got {type(bad).__name__}")
+        ids, types = self._tokens(texts)
+        lengths = np.fromiter(map(len, ids), np.intp, len(ids))
         # Sorted by length, so that a chunk pads only to its own longest text.
-        order = np.argsort([len(e.ids) for e in encodings], kind="stable")
+        order = np.argsort(lengths, kind="stable")
+        # Every text's ids end to end, and where each text's begin.
+        total = int(lengths.sum())
+        flat_ids = np.fromiter(chain.from_iterable(ids), np.int64, total)
+        flat_types = (
+            None if types is None else np.fromiter(chain.from_iterable(types), np.int64, total)
+        )
+        starts = np.cumsum(lengths) - lengths
         chunks = []
         size = self.config.chunk_size or (1024 if self.placement.cuda else 128)
         for start in range(0, len(order), size):
-            members = [encodings[i] for i in order[start : start + size]]
-            width = max(len(e.ids) for e in members)
-            ids = np.full((len(members), width), self.pad_id, dtype=np.int64)
-            types = np.zeros((len(members), width), dtype=np.int64)
-            mask = np.zeros((len(members), width), dtype=np.int64)
-            for row, e in enumerate(members):
-                n = len(e.ids)
-                ids[row, :n], types[row, :n], mask[row, :n] = e.ids, e.type_ids, 1
-            tokens = {"input_ids": ids, "token_type_ids": types, "attention_mask": mask}
+            members = order[start : start + size]
+            counts = lengths[members]
+            mask = np.arange(counts.max()) < counts[:, None]
+            # The members' ids in row order: the runs of flat_ids, one after another.
+            at = np.repeat(starts[members] - (np.cumsum(counts) - counts), counts)
+            at += np.arange(len(at))
+            input_ids = np.full(mask.shape, self.pad_id, dtype=np.int64)
+            input_ids[mask] = flat_ids[at]
+            type_ids = np.zeros(mask.shape, dtype=np.int64)
+            if flat_types is not None:
+                type_ids[mask] = flat_types[at]
+            tokens = {
+                "input_ids": input_ids,
+                "token_type_ids": type_ids,
+                "attention_mask": mask.astype(np.int64),
+            }
             chunks.append({k: self.placement.to_device(v) for k, v in tokens.items()})
         return Chunks(chunks, order)
+
+    def _tokens(self, texts: list[str]) -> tuple[list[list[int]], list[list[int]] | None]:
+        """Each text's token ids and type ids (special tokens included, truncated)."""
+        encodings = self._encode_batch(texts)
+        return [e.ids for e in encodings], [e.type_ids for e in encodings]
 
     def execute(self, batch: Chunks) -> tuple[torch.Tensor, np.ndarray[Any, Any]]:
         pooled = []
