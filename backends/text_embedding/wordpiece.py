@@ -102,7 +102,8 @@ class WordPiece:
     def encode(self, text: str) -> list[int] | None:
         """The ids of `text` (special tokens included, truncated), or None when it is not
         plain: the tokenizer's to make."""
-        if _PLAIN(text) is None:
+        # Printable ASCII without `[` (two scans in C), else the slower exact test.
+        if not (text.isascii() and text.isprintable() and "[" not in text) and not _PLAIN(text):
             return None
         cache, pieces_of = self.cache, self._pieces
         ids = self.head.copy()
