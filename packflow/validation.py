@@ -205,19 +205,31 @@ class ArrayRows(list[dict[str, Any]]):
             sizes = {k: len(a) for k, a in arrays.items()}
             raise ValueError(f"columns of different lengths: {sizes}")
         self.columns = arrays
-        self._keys = tuple(arrays)
-        # Each row's values as built: a row still holding exactly these is checked per batch.
-        self._values = list(zip(*arrays.values(), strict=True))
-        super().__init__(dict(zip(self._keys, values, strict=True)) for values in self._values)
+        self._keys = keys = tuple(arrays)
+        # Each column's values as built: a row still holding exactly these is checked per
+        # batch.
+        self._built = [list(a) for a in arrays.values()]
+        self._size = len(self._built[0]) if self._built else 0
+        if len(keys) == 1:  # the common case, at a third of the cost
+            key = keys[0]
+            super().__init__({key: value} for value in self._built[0])
+        else:
+            super().__init__(dict(zip(keys, values, strict=True)) for values in zip(*self._built))
 
     def _intact(self) -> list[bool]:
         """Per row, whether it still holds exactly the values it was built with."""
-        if len(self) != len(self._values):
+        if len(self) != self._size:
             return [False] * len(self)
         keys, is_ = self._keys, operator.is_
+        if len(keys) == 1:
+            key = keys[0]
+            return [
+                type(row) is dict and len(row) == 1 and row.get(key, row) is value
+                for row, value in zip(self, self._built[0], strict=True)
+            ]
         return [
             type(row) is dict and tuple(row) == keys and all(map(is_, row.values(), values))
-            for row, values in zip(self, self._values, strict=True)
+            for row, values in zip(self, zip(*self._built), strict=True)
         ]
 
     def failures(self) -> list[ValidationError]:
