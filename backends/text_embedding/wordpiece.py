@@ -102,8 +102,7 @@ class WordPiece:
     def encode(self, text: str) -> list[int] | None:
         """The ids of `text` (special tokens included, truncated), or None when it is not
         plain: the tokenizer's to make."""
-        # Printable ASCII without `[` (two scans in C), else the slower exact test.
-        if not (text.isascii() and text.isprintable() and "[" not in text) and not _PLAIN(text):
+        if _PLAIN(text) is None:
             return None
         cache, pieces_of = self.cache, self._pieces
         ids = self.head.copy()
