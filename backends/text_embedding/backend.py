@@ -7,12 +7,10 @@ computed as sentence-transformers computes them for this model (mean of the toke
 embeddings under the attention mask), so `SentenceTransformer.encode(...,
 normalize_embeddings=True)` gives the same vectors.
 
-Host stages: tokenising (plain ASCII texts by `wordpiece.WordPiece`, the same ids as the
-tokenizer's in a fraction of its time; others by the model's fast tokenizer, called
-directly: transformers' wrapper around it costs as much again), sorting the batch by
-length into chunks of `chunk_size` texts padded to their own longest (a big batch padded
-to its longest text wastes most of the model's work on padding), and the copies to the
-device. Device stages: the transformer,
+Host stages: tokenising (the model's fast tokenizer, called directly: transformers' wrapper
+around it costs as much again), sorting the batch by length into chunks of `chunk_size`
+texts padded to their own longest (a big batch padded to its longest text wastes most of
+the model's work on padding), and the copies to the device. Device stages: the transformer,
 pooling and normalising per chunk; then one copy back, in record order. The embeddings
 leave as `ArrayRows` (float64, rounded to `decimals`): the runtime validates them per batch
 and writes each row's JSON from the array, the same bytes as from its `tolist()`.
@@ -24,7 +22,7 @@ import os
 from dataclasses import dataclass
 from itertools import chain, repeat
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -32,8 +30,6 @@ import torch
 from packflow.config import Field
 from packflow.devices import TorchBackend, TorchConfig
 from packflow.validation import ArrayRows
-
-from .wordpiece import WordPiece
 
 
 def packaged_model_dir() -> Path:
@@ -52,11 +48,6 @@ class TextEmbeddingConfig(TorchConfig):
     max_length: int = Field(256, ge=1, le=512)
     decimals: int | None = Field(6, ge=1, le=9, description="round outputs; None keeps float32")
     model_path: Path | None = Field(None, description="a model folder; default: the packaged one")
-    python_wordpiece: bool = Field(
-        True,
-        description="tokenise plain ASCII texts in Python (wordpiece.py: the same ids, several "
-        "times faster); false: every text through the fast tokenizer",
-    )
     chunk_size: int | None = Field(
         None,
         ge=1,
@@ -85,19 +76,11 @@ class TextEmbeddingBackend(TorchBackend):
     def initialize(self) -> None:
         # Offline, whatever the environment says: the weights are on disk.
         os.environ["HF_HUB_OFFLINE"] = "1"
-        from transformers import AutoModel
+        from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
         path = self.config.model_path or packaged_model_dir()
-        self.load_tokenizer(path)
-        self.model = self.placement.module(AutoModel.from_pretrained(path, local_files_only=True))
-        self.logger.info("model_loaded", path=str(path), dim=self.model.config.hidden_size)
-
-    def load_tokenizer(self, path: Path) -> None:
-        """The model's tokenizer from its folder, set up for `transform_inputs`."""
-        from transformers import AutoTokenizer
-
         wrapper = AutoTokenizer.from_pretrained(path, local_files_only=True)
         self.tokenizer = wrapper.backend_tokenizer  # a tokenizers.Tokenizer, our own copy
         self.tokenizer.enable_truncation(self.config.max_length)
@@ -107,15 +90,12 @@ class TextEmbeddingBackend(TorchBackend):
             self.tokenizer, "encode_batch_fast", self.tokenizer.encode_batch
         )
         self.pad_id = int(wrapper.pad_token_id)
-        self.wordpiece = (
-            WordPiece.of(self.tokenizer, self.config.max_length)
-            if self.config.python_wordpiece
-            else None
-        )
+        self.model = self.placement.module(AutoModel.from_pretrained(path, local_files_only=True))
+        self.logger.info("model_loaded", path=str(path), dim=self.model.config.hidden_size)
 
     def transform_inputs(self, records: list[dict[str, Any]]) -> Chunks:
         field = self.config.text_field
-        texts: list[Any] = [record.get(field) for record in records]
+        texts = [record.get(field) for record in records]
         if not all(map(isinstance, texts, repeat(str))):
             bad = next(text for text in texts if not isinstance(text, str))
             raise TypeError(f"{field!r} must be a string, got {type(bad).__name__}")
@@ -153,19 +133,9 @@ class TextEmbeddingBackend(TorchBackend):
         return Chunks(chunks, order)
 
     def _tokens(self, texts: list[str]) -> tuple[list[list[int]], list[list[int]] | None]:
-        """Each text's token ids and type ids (special tokens included, truncated); None
-        for type ids that are all 0."""
-        plain = self.wordpiece
-        if plain is None:
-            encodings = self._encode_batch(texts)
-            return [e.ids for e in encodings], [e.type_ids for e in encodings]
-        found = [plain.encode(text) for text in texts]
-        rest = [i for i, ids in enumerate(found) if ids is None]
-        if rest:  # the texts it leaves to the tokenizer, in one call
-            for i, encoding in zip(rest, self._encode_batch([texts[i] for i in rest]), strict=True):
-                found[i] = encoding.ids
-        # WordPiece.of accepts only a tokenizer whose type ids for one text are all 0.
-        return cast(list[list[int]], found), None
+        """Each text's token ids and type ids (special tokens included, truncated)."""
+        encodings = self._encode_batch(texts)
+        return [e.ids for e in encodings], [e.type_ids for e in encodings]
 
     def execute(self, batch: Chunks) -> tuple[torch.Tensor, np.ndarray[Any, Any]]:
         pooled = []
