@@ -177,8 +177,8 @@ class ArrayRows(list[dict[str, Any]]):
     checks the batch at once (one finiteness check per float column) and publishes each row
     from its array's buffer (orjson's numpy support). Columns are bool, integer or float
     arrays; floats are held as float64, so that a row is published as its `tolist()` would
-    be, byte for byte. `backend(...)` and `run_batch` return `tolist()`, plain lists as of
-    any backend; `complete`, the runtime's call, the arrays.
+    be, byte for byte. `backend(...)` and `run_batch` return `tolist()`, plain lists as
+    any backend's; `complete`, the runtime's call, the arrays.
 
     A row changed after construction (a key added, a value replaced) is checked like any
     other row: its numpy values then fail `json_serializable`.

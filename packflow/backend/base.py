@@ -17,11 +17,11 @@ Three ways to run it:
   the first `ValidationError`.
 
 `run_batch` is `complete(prepare(records))`: `prepare` runs the host stages (preprocess,
-transform_inputs), `complete` the rest (execute, transform_outputs, validation). (Outputs
-returned as `packflow.validation.ArrayRows` stay arrays from `complete`, for the runtime to
-publish; `run_batch` and a plain call give them as lists.) The runtime
+transform_inputs), `complete` the rest (execute, transform_outputs, validation). The runtime
 may call them on two threads, so that the next batch is prepared on the host while the
-current one executes on an accelerator (`packflow run --overlap`).
+current one executes on an accelerator (`packflow run --overlap`). Outputs returned as
+`packflow.validation.ArrayRows` stay arrays from `complete`, for the runtime to publish;
+`run_batch` and a plain call give them as lists.
 
 Every call is timed per stage into `backend.profiler` (see `packflow.profiling`).
 """
