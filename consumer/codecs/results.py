@@ -26,9 +26,14 @@ def result_schema() -> AvroSchema:
     return load_record_schema("result", "result")
 
 
+# numpy arrays are written from their buffers: a backend's `ArrayRows` (packflow.validation),
+# which validation let through. Any other numpy value fails validation before it gets here.
+_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
 def _output_json(key: str, output: Any) -> bytes:
     try:
-        return orjson.dumps(output, option=orjson.OPT_SORT_KEYS)
+        return orjson.dumps(output, option=_OPTIONS)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
         raise EncodeError(
             f"output for key {key!r} is not JSON-serialisable: {exc}", key=key
@@ -64,7 +69,7 @@ class JsonResultEncoder(ResultEncoder):
         self, keys: Sequence[str], outputs: Sequence[Any], backend: str, backend_version: str
     ) -> list[bytes]:
         _same_length(keys, outputs)
-        dumps, option = orjson.dumps, orjson.OPT_SORT_KEYS
+        dumps, option = orjson.dumps, _OPTIONS
         values = []
         for key, output in zip(keys, outputs, strict=True):
             result = {

@@ -19,7 +19,9 @@ Three ways to run it:
 `run_batch` is `complete(prepare(records))`: `prepare` runs the host stages (preprocess,
 transform_inputs), `complete` the rest (execute, transform_outputs, validation). The runtime
 may call them on two threads, so that the next batch is prepared on the host while the
-current one executes on an accelerator (`packflow run --overlap`).
+current one executes on an accelerator (`packflow run --overlap`). Outputs returned as
+`packflow.validation.ArrayRows` stay arrays from `complete`, for the runtime to publish;
+`run_batch` and a plain call give them as lists.
 
 Every call is timed per stage into `backend.profiler` (see `packflow.profiling`).
 """
@@ -47,6 +49,11 @@ from packflow.preprocessors import get_preprocessor
 from packflow.profiling import Profiler
 
 Stage = tuple[str, Callable[[Any], Any]]
+
+
+def _plain(outputs: list[Any]) -> list[Any]:
+    """`ArrayRows` as plain lists; any other outputs as they are."""
+    return outputs.tolist() if isinstance(outputs, validation.ArrayRows) else outputs
 
 
 class OutputKeysWarning(UserWarning):
@@ -168,7 +175,7 @@ class InferenceBackend:
         length. Rows are not validated here (see `validate` and `run_batch`)."""
         prepared = self.prepare(validation.check_inputs(inputs))
         started = time.perf_counter()
-        outputs = self._complete(prepared)
+        outputs = _plain(self._complete(prepared))
         self._finish(prepared, started)
         return outputs[0] if isinstance(inputs, dict) else outputs
 
@@ -180,8 +187,12 @@ class InferenceBackend:
         batch as a whole is wrong (an input row that is not a dict, outputs that are not a
         list of the batch's length) and `BackendError` when a stage raises: in both cases no
         row can be blamed, and the caller may retry the rows one at a time.
+
+        Outputs returned as `ArrayRows` come back as plain lists (`tolist()`); `complete`
+        keeps the arrays, for the runtime to publish from their buffers.
         """
-        return self.complete(self.prepare(records))
+        result = self.complete(self.prepare(records))
+        return BatchResult(_plain(result.outputs), result.failures)
 
     def prepare(self, records: list[dict[str, Any]]) -> PreparedBatch:
         """The host stages of `run_batch` (preprocess, transform_inputs); raises as it does."""

@@ -13,6 +13,7 @@ from typing import Any, get_args
 from uuid import UUID
 
 import fastavro
+import numpy as np
 import orjson
 import pytest
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
@@ -34,6 +35,7 @@ from packflow.runtime.codecs import (
 )
 from packflow.runtime.contracts import load_schema, schema_path
 from packflow.runtime.errors import DecodeError, EncodeError, RegistryError, SchemaError
+from packflow.validation import ArrayRows
 
 CODECS: list[Codec] = ["schemaless", "single-object", "confluent"]
 DEMO = "packflow.demo.DemoInput"
@@ -649,6 +651,32 @@ def test_an_output_orjson_cannot_serialise_names_its_key(fmt: Any) -> None:
         str(raised.value)
         == "output for key 'k2' is not JSON-serialisable: Type is not JSON serializable: set"
     )
+
+
+@pytest.mark.parametrize("fmt", ["json", "avro"])
+@pytest.mark.parametrize("decimals", [None, 1, 6, 9])
+def test_array_rows_are_published_as_their_tolist_would_be_byte_for_byte(
+    fmt: Any, decimals: int | None
+) -> None:
+    rng = np.random.default_rng(decimals or 0)
+    # Unit vectors as the text-embedding backend writes them, and numbers of every magnitude
+    # (exponent notation both ways), signed zeros, integers, extremes.
+    unit = rng.normal(size=(64, 384)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    wide = rng.normal(size=(64, 384)) * 10.0 ** rng.integers(-30, 30, size=(64, 384))
+    special = np.array([0.0, -0.0, 1.0, -1.0, 1e-7, 5e-7, 1e-6, 1e-5, 1e16, 1e17, 2.0**53])
+    wide[0, : len(special)] = special
+    if decimals is None:  # rounding the largest would overflow
+        wide[1, :3] = [np.finfo(np.float64).max, np.finfo(np.float64).tiny, 5e-324]
+    for values in (unit.astype(np.float64), wide):
+        if decimals is not None:
+            values = np.round(values, decimals)
+        rows = ArrayRows({"embedding": values, "label": np.arange(len(values))})
+        keys = [f"k{i}" for i in range(len(rows))]
+        encoder = make_result_encoder(fmt)
+        assert encoder.encode_batch(keys, rows, "b", "1") == encoder.encode_batch(
+            keys, rows.tolist(), "b", "1"
+        )
 
 
 def test_result_encoders_reject_mismatched_lengths_and_formats() -> None:

@@ -6,13 +6,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
+import pytest
 
 from packflow import InferenceBackend
 from packflow.runtime.codecs import make_decoder, make_encoder, make_result_encoder
 from packflow.runtime.dedup import AnsweredKeys
 from packflow.runtime.pipeline import Pipeline
 from packflow.runtime.retries import RetryPolicy
+from packflow.validation import ArrayRows
 
 
 @dataclass
@@ -100,3 +103,50 @@ def test_each_message_becomes_a_result_a_dead_letter_or_a_repeat() -> None:
     again = pipeline([FakeMessage(values[5], 10), FakeMessage(values[0], 11)])
     assert [m.offset() for m, _ in again.dead] == [10]
     assert [m.offset() for m in again.repeats] == [11]
+
+
+class Vectors(InferenceBackend):
+    """`v`: the record's 16 features as a vector, NaN for x0 == 13, as ArrayRows or as
+    lists of floats (`as_lists`)."""
+
+    name = "vectors"
+
+    def __init__(self, as_lists: bool) -> None:
+        self.as_lists = as_lists
+        super().__init__()
+
+    def execute(self, inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        v = np.array([[r[f"x{j}"] for j in range(16)] for r in inputs]) / 3
+        v[v[:, 0] == 13 / 3] = np.nan
+        rows = ArrayRows({"v": v, "n": np.arange(len(inputs))})
+        return rows.tolist() if self.as_lists else rows
+
+
+@pytest.mark.parametrize("fmt", ["json", "avro"])
+def test_array_rows_give_the_results_and_dead_letters_of_lists_of_floats(fmt: Any) -> None:
+    encode = make_encoder("schemaless", "demo_input").encode
+    rows = [record(i, float(i) + 0.5) for i in range(40)] + [record(40, 13.0)]
+    for r in rows:
+        r.update({f"x{j}": r["x0"] * j - 7 for j in range(1, 16)})
+    batch = [FakeMessage(encode(r), offset) for offset, r in enumerate(rows)]
+    outcomes = []
+    for as_lists in (False, True):
+        pipeline = Pipeline(
+            Vectors(as_lists),
+            make_decoder("schemaless", "demo_input"),
+            make_result_encoder(fmt),
+            AnsweredKeys(100, 60),
+            "id",
+            RetryPolicy(attempts=0),
+        )
+        outcomes.append((pipeline(batch[:40]), pipeline(batch[40:] + batch[:3])))
+    (arrays, arrays_nan), (lists, lists_nan) = outcomes
+    assert [(m.offset(), k, v) for m, k, v in arrays.results] == [
+        (m.offset(), k, v) for m, k, v in lists.results
+    ]
+    assert len(arrays.results) == 40
+    # A NaN is a dead letter at validation, whichever the form.
+    assert [(m.offset(), f.stage, f.message) for m, f in arrays_nan.dead] == [
+        (m.offset(), f.stage, f.message) for m, f in lists_nan.dead
+    ]
+    assert [(m.offset(), f.stage) for m, f in arrays_nan.dead] == [(40, "validate")]

@@ -7,10 +7,11 @@ import warnings
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 
 from packflow import InferenceBackend, OutputKeysWarning, ValidationError
-from packflow.validation import Rule, check_batch, check_inputs, row_failures
+from packflow.validation import ArrayRows, Rule, check_batch, check_inputs, row_failures
 
 
 class Returns(InferenceBackend):
@@ -197,3 +198,100 @@ def test_nan_or_infinity_fails_its_row_naming_the_field() -> None:
     assert failures[0].detail.startswith("score: nan is not a JSON number")
     assert failures[1].detail.startswith("nested.xs[1]: -inf is not a JSON number")
     assert row_failures([{"a": None}, {"b": 1.0}]) == []
+
+
+# -- ArrayRows: numeric columns, checked per batch --------------------------------------------
+
+
+def _as_lists_failures(rows: list[Any]) -> list[tuple[int | None, str, str, Any]]:
+    return [(f.row, f.rule, f.detail, repr(f.value)) for f in row_failures(rows)]
+
+
+def test_array_rows_are_rows_of_their_columns_and_fail_as_their_lists_would() -> None:
+    vectors = np.arange(12, dtype=np.float32).reshape(4, 3) / 8
+    vectors[1, 2] = np.nan
+    vectors[3, 0], vectors[3, 1] = np.inf, -np.inf
+    cube = np.zeros((4, 2, 2))
+    cube[2, 1, 0] = -np.inf
+    rows = ArrayRows({"v": vectors, "cube": cube, "n": np.arange(4), "ok": np.ones(4, bool)})
+    assert len(rows) == 4 and all(isinstance(r, dict) for r in rows)
+    assert list(rows[0]) == ["v", "cube", "n", "ok"]
+    assert rows[0]["v"].dtype == np.float64  # floats held as float64, as tolist() writes them
+    plain = rows.tolist()
+    assert plain[0] == {
+        "v": [0.0, 0.125, 0.25],
+        "cube": [[0.0, 0.0], [0.0, 0.0]],
+        "n": 0,
+        "ok": True,
+    }
+    # The same failures, rows, paths and values as the lists get from the per-row rules.
+    failures = _as_lists_failures(rows)
+    assert failures == _as_lists_failures(plain)
+    assert [(row, rule) for row, rule, _, _ in failures] == [
+        (1, "finite_number"),
+        (2, "finite_number"),
+        (3, "finite_number"),
+    ]
+    assert failures[0][2].startswith("v[2]: nan is not a JSON number")
+    assert failures[1][2].startswith("cube[1][0]: -inf is not a JSON number")
+    assert failures[2][2].startswith("v[0]: inf is not a JSON number")
+    assert row_failures(ArrayRows({"v": np.ones((3, 2)), "x": np.zeros(3)})) == []
+    scalar_nan = ArrayRows({"s": np.array([1.0, np.nan])})
+    assert _as_lists_failures(scalar_nan) == _as_lists_failures(scalar_nan.tolist())
+
+
+def test_array_rows_changed_after_construction_are_checked_row_by_row() -> None:
+    rows = ArrayRows({"v": np.ones((4, 2))})
+    rows[1]["extra"] = "x"  # a key added: its array is a numpy value again
+    rows[2]["v"] = [1.0, float("nan")]  # a value replaced by a list
+    rows[3] = {"v": 0.5}  # a row replaced
+    failures = row_failures(rows)
+    assert [(f.row, f.rule) for f in failures] == [(1, "json_serializable"), (2, "finite_number")]
+    assert failures[0].detail.startswith("v: numpy.ndarray is not JSON-serializable")
+    assert rows.tolist() == [{"v": [1.0, 1.0]}, rows[1], rows[2], {"v": 0.5}]
+    rows.append({"v": 1.0})  # rows added: no row is checked per batch any more
+    assert [f.row for f in row_failures(rows)] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("columns", "error"),
+    [
+        ({"s": np.array(["a", "b"])}, TypeError),
+        ({"o": np.array([{}, {}], dtype=object)}, TypeError),
+        ({1: np.zeros(2)}, TypeError),
+        ({"x": np.float64(1.0)}, ValueError),
+        ({"a": np.zeros(2), "b": np.zeros(3)}, ValueError),
+    ],
+)
+def test_array_rows_hold_numeric_columns_of_one_length(columns: Any, error: type) -> None:
+    with pytest.raises(error):
+        ArrayRows(columns)
+
+
+class Embeds(InferenceBackend):
+    """Unit vectors of its rows' `x` as ArrayRows, NaN where `x` is negative."""
+
+    def execute(self, inputs: list[dict[str, Any]]) -> ArrayRows:
+        x = np.array([r["x"] for r in inputs], dtype=np.float64)
+        vectors = np.stack([np.cos(x), np.sin(x)], axis=1)
+        vectors[x < 0] = np.nan
+        return ArrayRows({"embedding": vectors})
+
+
+def test_a_backend_returning_array_rows_gives_lists_from_run_batch_and_arrays_from_complete() -> (
+    None
+):
+    backend = Embeds()
+    records = [{"x": 0.0}, {"x": -1.0}, {"x": 2.0}]
+    completed = backend.complete(backend.prepare(records))
+    assert isinstance(completed.outputs, ArrayRows)
+    result = backend.run_batch(records)
+    assert orjson.dumps(result.outputs) == orjson.dumps(completed.outputs.tolist())
+    assert type(result.outputs[0]["embedding"]) is list
+    assert result.outputs[0] == {"embedding": [1.0, 0.0]}
+    # A NaN row fails its row (a dead letter in the runtime), as a list of floats would.
+    assert [(f.row, f.rule) for f in result.failures] == [(1, "finite_number")]
+    assert [(f.row, f.rule) for f in completed.failures] == [(1, "finite_number")]
+    assert backend({"x": 0.0}) == {"embedding": [1.0, 0.0]}
+    with pytest.raises(ValidationError, match="embedding\\[0\\]: nan is not a JSON number"):
+        backend.validate(records)
