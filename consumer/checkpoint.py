@@ -37,6 +37,7 @@ __all__ = [
     "Read",
     "commit_sync",
     "open_checkpoint",
+    "rebalance_callback",
 ]
 
 TP = tuple[str, int]
@@ -44,6 +45,21 @@ TP = tuple[str, int]
 Read = tuple[TP, int, int]
 FLUSH_WAIT_S = 5.0  # for acknowledgements before a periodic commit; later ones retry
 COMMIT_WAIT_S = 15.0  # for a synchronous commit's answer
+
+
+_callback = threading.local()
+
+
+@contextmanager
+def rebalance_callback() -> Iterator[None]:
+    """Around a rebalance callback's body: a commit_sync inside it commits on this thread.
+    (A synchronous commit from another thread while this one is inside the callback is
+    answered only after the callback returns: never, while the callback waits on it.)"""
+    _callback.depth = getattr(_callback, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _callback.depth -= 1
 
 
 def commit_sync(
@@ -60,7 +76,11 @@ def commit_sync(
 
     `serve` (the consumer's poll, outside a rebalance callback) is called while waiting: a
     commit asked as a rebalance begins is answered only once the rebalance, which the fetch
-    loop serves, is through."""
+    loop serves, is through. Inside a rebalance callback (`rebalance_callback`) the commit
+    is made on the calling thread, unbounded: only there is it answered."""
+    if getattr(_callback, "depth", 0):
+        consumer.commit(offsets=offsets, asynchronous=False)
+        return
     raised: list[KafkaException] = []
     done = threading.Event()
 

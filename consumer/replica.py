@@ -43,6 +43,7 @@ from .checkpoint import (
     FencedError,
     commit_sync,
     open_checkpoint,
+    rebalance_callback,
 )
 from .codecs import make_decoder, make_result_encoder, registry_client, where_named
 from .dedup import AnsweredKeys
@@ -906,14 +907,16 @@ class DataPath:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
-        self._release(tps, commit=True)
+        with rebalance_callback():
+            self._release(tps, commit=True)
         self._lost_in_rebalance |= {p for _, p in tps}
         if self._shutdown_by is not None:  # leaving the group: no assignment follows
             self.log.info("partitions_revoked", partitions=sorted(p for _, p in tps))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
-        self._release(tps, commit=False)
+        with rebalance_callback():
+            self._release(tps, commit=False)
         self.log.warning("partitions_lost", partitions=sorted(p for _, p in tps))
 
     def _release(self, tps: set[TP], commit: bool) -> None:

@@ -23,6 +23,7 @@ from packflow.runtime.checkpoint import (
     FencedError,
     commit_sync,
     open_checkpoint,
+    rebalance_callback,
 )
 from packflow.runtime.codecs import make_decoder, make_encoder, make_result_encoder
 from packflow.runtime.dedup import AnsweredKeys
@@ -256,6 +257,23 @@ def test_a_synchronous_commit_that_is_never_answered_fails_within_its_wait() -> 
     assert raised.value.args[0].code() == KafkaError._TIMED_OUT
     assert time.monotonic() - started < 1.0
     consumer.hang_commit.set()  # type: ignore[union-attr]
+
+
+def test_inside_a_rebalance_callback_a_synchronous_commit_is_made_on_the_callbacks_thread() -> None:
+    threads: list[int] = []
+
+    class Recording(FakeConsumer):
+        def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> None:
+            threads.append(threading.get_ident())
+            super().commit(offsets, asynchronous)
+
+    consumer = Recording()
+    commit_sync(consumer, [TopicPartition("in", 0, 5)])
+    with rebalance_callback():
+        commit_sync(consumer, [TopicPartition("in", 0, 6)])
+    assert threads[0] != threading.get_ident()  # bounded: on a thread of its own
+    assert threads[1] == threading.get_ident()
+    assert [c[0] for c in consumer.commits] == [[("in", 0, 5)], [("in", 0, 6)]]
 
 
 def test_a_mark_whose_commit_is_never_answered_is_a_failed_mark_not_a_stuck_replica(
