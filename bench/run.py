@@ -28,7 +28,8 @@ results topic (`message.timestamp.type=LogAppendTime`):
 Each with 1 and 2 replicas (processes), for `--rounds` rounds (systems interleaved), then:
 
 - records/s from the system's process start to its last result, and from its first result
-  to its last (log-append times of the results topic);
+  to its last (log-append times of the results topic); start-up: process start to the
+  first result;
 - CPU seconds per million records over the system's processes and their children, and the
   broker's (psutil), from process start until every record is committed (for quix that
   includes up to one 5 s commit interval of waiting); peak RSS (the sum over the system's
@@ -118,6 +119,8 @@ def throughput(args: argparse.Namespace, bootstrap: str, brokers: list[int], inp
         "records": n,
         "results_produced": res.count,
         "start_to_last_s": whole,
+        # start-up: process start to the first result's log-append time
+        "first_result_s": (res.first_ms - running.started_ms) / 1000,
         "first_to_last_s": span,
         "records_per_s_start_to_last": n / whole,
         "records_per_s_first_to_last": n / span,
@@ -198,6 +201,7 @@ def latency(args: argparse.Namespace, bootstrap: str, system: str, replicas: int
 METRICS = (
     "records_per_s_first_to_last",
     "records_per_s_start_to_last",
+    "first_result_s",
     "cpu_s_per_million",
     "broker_cpu_s_per_million",
     "peak_rss_mb",
@@ -251,7 +255,7 @@ def ratios(summary: dict[str, Any], replicas: list[int]) -> dict[str, float]:
 def table(summary: dict[str, Any]) -> str:
     head = (
         f"{'system':<15}{'repl':>5}{'rec/s 1st-last':>26}{'rec/s start-last':>18}"
-        f"{'cpu s/M':>9}{'broker s/M':>11}{'RSS MB':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
+        f"{'1st s':>7}{'cpu s/M':>9}{'broker s/M':>11}{'RSS MB':>8}{'p50 ms':>8}{'p99 ms':>8}{'max ms':>8}"
     )
     lines = [head, "-" * len(head)]
 
@@ -261,6 +265,8 @@ def table(summary: dict[str, Any]) -> str:
             return "-"
         if spread:
             return f"{s['median']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f})"
+        if metric == "first_result_s":
+            return f"{s['median']:.2f}"
         return f"{s['median']:,.1f}" if s["median"] < 1000 else f"{s['median']:,.0f}"
 
     for name in sorted(
@@ -270,7 +276,8 @@ def table(summary: dict[str, Any]) -> str:
         s = summary[name]
         lines.append(
             f"{system:<15}{r:>5}{cell(s, 'records_per_s_first_to_last', True):>26}"
-            f"{cell(s, 'records_per_s_start_to_last'):>18}{cell(s, 'cpu_s_per_million'):>9}"
+            f"{cell(s, 'records_per_s_start_to_last'):>18}{cell(s, 'first_result_s'):>7}"
+            f"{cell(s, 'cpu_s_per_million'):>9}"
             f"{cell(s, 'broker_cpu_s_per_million'):>11}{cell(s, 'peak_rss_mb'):>8}"
             f"{cell(s, 'latency_ms_p50'):>8}{cell(s, 'latency_ms_p99'):>8}"
             f"{cell(s, 'latency_ms_max'):>8}"
