@@ -20,6 +20,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -907,7 +908,9 @@ class DataPath:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
-        with rebalance_callback():
+        # Not while closing: a commit inside the callback that close() serves was seen never
+        # to return; made on commit_sync's thread, it fails within its bound instead.
+        with rebalance_callback() if self._shutdown_by is None else nullcontext():
             self._release(tps, commit=True)
         self._lost_in_rebalance |= {p for _, p in tps}
         if self._shutdown_by is not None:  # leaving the group: no assignment follows
@@ -915,7 +918,7 @@ class DataPath:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
-        with rebalance_callback():
+        with rebalance_callback() if self._shutdown_by is None else nullcontext():
             self._release(tps, commit=False)
         self.log.warning("partitions_lost", partitions=sorted(p for _, p in tps))
 
