@@ -59,7 +59,9 @@ _REFUSED = frozenset(
 # What an aborted transaction's records report: nothing is lost, they are read again.
 _PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
-_FATAL = KafkaError._FATAL  # produce() on a producer that met a fatal error
+# produce() on a producer that met a fatal error, or whose transaction can no longer take
+# records (refused on the fetch side meanwhile: "Erroneous state")
+_UNUSABLE = (KafkaError._FATAL, KafkaError._STATE)
 
 
 class NotAuthorized(PackflowError):
@@ -109,7 +111,7 @@ def send(
                 raise NotAuthorized(topic, error) from None
             if isinstance(error, KafkaError) and error.txn_requires_abort():
                 return  # the open transaction can only abort now: its records are read again
-            if isinstance(error, KafkaError) and (error.fatal() or error.code() == _FATAL):
+            if isinstance(error, KafkaError) and (error.fatal() or error.code() in _UNUSABLE):
                 # Not this record's fault: the producer failed (the fetch side usually met the
                 # cause first, in a commit). The replica stops, nothing of it committed.
                 raise FencedError(f"producer: {error.str()}") from None

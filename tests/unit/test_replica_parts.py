@@ -599,13 +599,19 @@ def test_a_topic_that_refuses_our_writes_is_one_line_and_a_stop_not_one_per_reco
         path.publish(outcome)
 
 
-def test_a_producer_that_failed_for_good_is_a_stop_not_a_worker_bug_nor_a_dead_letter() -> None:
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [(KafkaError._FATAL, "Fatal error"), (KafkaError._STATE, "Erroneous state")],
+)
+def test_a_producer_that_failed_for_good_is_a_stop_not_a_worker_bug_nor_a_dead_letter(
+    code: int, text: str
+) -> None:
     # What produce() raises once the transaction was refused on the fetch side (CI saw the
-    # worker meet this before the replica had stopped).
-    fatal = KafkaError(KafkaError._FATAL, "Unable to produce message: Local: Fatal error")
+    # worker meet each before the replica had stopped).
+    fatal = KafkaError(code, f"Unable to produce message: Local: {text}")
     path, failures, log = publisher(FakeProducer(refuse=fatal))
     outcome: Outcome[Any] = Outcome(results=[(Msg(0), "k", b"v")])
-    with pytest.raises(FencedError, match="Fatal error"):
+    with pytest.raises(FencedError, match=text):
         path.publish(outcome)
     assert failures == [] and log.events == []
 
