@@ -908,30 +908,30 @@ class DataPath:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
-        # Not while closing: a commit inside the callback that close() serves was seen never
-        # to return; made on commit_sync's thread, it fails within its bound instead.
-        with rebalance_callback() if self._shutdown_by is None else nullcontext():
-            self._release(tps, commit=True)
+        self._release(tps, commit=True)
         self._lost_in_rebalance |= {p for _, p in tps}
         if self._shutdown_by is not None:  # leaving the group: no assignment follows
             self.log.info("partitions_revoked", partitions=sorted(p for _, p in tps))
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         tps = {(p.topic, p.partition) for p in partitions}
-        with rebalance_callback() if self._shutdown_by is None else nullcontext():
-            self._release(tps, commit=False)
+        self._release(tps, commit=False)
         self.log.warning("partitions_lost", partitions=sorted(p for _, p in tps))
 
     def _release(self, tps: set[TP], commit: bool) -> None:
-        """Stop working on these partitions: drop their queued records, let a running batch
-        finish, and (when still owned) commit what is done before they go."""
+        """(rebalance callbacks) Stop working on these partitions: drop their queued records,
+        let a running batch finish, and (when still owned) commit what is done before they
+        go. Its commits are made on this thread (`rebalance_callback`), except in the
+        callbacks close() runs: a commit there was seen never to return, and on commit_sync's
+        own thread it fails within its bound instead."""
         deadline = self._shutdown_by or time.monotonic() + self.settings.shutdown_timeout_s
         executing, timeout_s = self._executing, self.settings.execute_timeout_s
         if executing is not None and timeout_s is not None:
             # A batch that may be hung: wait no longer than the watchdog would let it run.
             deadline = min(deadline, executing[0] + timeout_s)
         self.assignment.release(tps)
-        with self.gate.between(deadline) as between:
+        on_this_thread = rebalance_callback() if self._shutdown_by is None else nullcontext()
+        with on_this_thread, self.gate.between(deadline) as between:
             # A batch still running, or an unusable producer: what is uncommitted is read
             # again by the partitions' next owner.
             if between and self.state.fatal is None:
