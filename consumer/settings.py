@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 import pydantic
 import pydantic_settings
-import yaml
 from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -222,6 +221,8 @@ class ProjectRuntimeSource(PydanticBaseSettingsSource):
         project = find_project(self.current_state.get("project"))
         if project is None:
             return {}
+        import yaml  # only with a project: a replica without one starts ~30 ms sooner
+
         path = project / PROJECT_FILE
         try:
             document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

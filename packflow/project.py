@@ -37,7 +37,6 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from packflow.errors import ProjectError, short_repr
@@ -107,6 +106,8 @@ class PackflowConfig(BaseModel):
     def write_yaml(self, base_dir: str | Path) -> Path:
         """Write this config as `<base_dir>/packflow.yaml` (metadata, runtime, then the
         `env`, `backend_config`, `extra` and other sections that are set)."""
+        import yaml  # here, not at the top: `packflow run` without a project never needs it
+
         path = Path(base_dir).resolve() / PROJECT_FILE
         data = self.model_dump()
         data.update(self.model_extra or {})
@@ -133,6 +134,8 @@ class PackflowConfig(BaseModel):
     @classmethod
     def read(cls, project_dir: Path) -> PackflowConfig:
         """Read and validate `<project_dir>/packflow.yaml`; `ProjectError` names the bad keys."""
+        import yaml
+
         path = project_dir / PROJECT_FILE
         try:
             raw = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -455,6 +458,8 @@ def create_project(
         others = {k: v for k, v in data.items() if k not in values}
         if others:
             path = target / PROJECT_FILE
+            import yaml
+
             written = yaml.safe_load(path.read_text(encoding="utf-8"))
             written.update(others)
             PackflowConfig.model_validate(written).write_yaml(target)

@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import typer
-import yaml
 from pydantic.fields import FieldInfo
 
 from ..settings import RuntimeSettings, env_name
@@ -128,6 +127,8 @@ def parse_pairs(pairs: list[str] | None, option: str) -> dict[str, str] | None:
 
 def parse_config(pairs: list[str] | None, option: str) -> dict[str, Any]:
     """Backend config `KEY=VALUE` pairs as keywords; each VALUE is YAML (`0.7`, `[a, b]`)."""
+    import yaml  # here: most runs set no backend config on the command line
+
     config: dict[str, Any] = {}
     for key, value in (parse_pairs(pairs, option) or {}).items():
         try:
