@@ -14,11 +14,11 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Generic, Protocol, TypeVar
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from .batcher import PartitionQueues
 
-__all__ = ["Assignment", "Runs", "Taken", "first_and_last", "per_partition"]
+__all__ = ["Assignment", "Runs", "Taken", "by_partition", "first_and_last", "per_partition"]
 
 TP = tuple[str, int]
 M = TypeVar("M")
@@ -135,3 +135,32 @@ def per_partition(runs: Sequence[tuple[TP, list[M]]]) -> list[tuple[TP, list[M]]
     for tp, run in runs:
         merged.setdefault(tp, []).extend(run)
     return list(merged.items())
+
+
+_ERROR, _TOPIC, _PARTITION = Message.error, Message.topic, Message.partition
+
+
+def by_partition(messages: list[Message]) -> tuple[dict[TP, list[Message]], list[KafkaError]]:
+    """What one fetch returned, per partition in offset order, and the errors among it.
+
+    This runs for every record read, so the common fetch (no errors, one topic, runs of
+    one partition) is sorted by C calls only: no Python frame per record."""
+    errors: list[KafkaError] = [e for e in map(_ERROR, messages) if e is not None]
+    if errors:
+        messages = [m for m in messages if m.error() is None]
+    grouped: dict[TP, list[Message]] = {}
+    topics = set(map(_TOPIC, messages))
+    if len(topics) == 1:
+        [topic] = topics
+        for partition, run in itertools.groupby(messages, _PARTITION):
+            tp = (topic, partition)
+            found = grouped.get(tp)  # type: ignore[arg-type]
+            if found is None:
+                grouped[tp] = list(run)  # type: ignore[index]
+            else:
+                found.extend(run)
+    else:  # more than one topic (a pattern subscription): message by message
+        for message in messages:
+            tp = (message.topic(), message.partition())
+            grouped.setdefault(tp, []).append(message)  # type: ignore[arg-type]
+    return grouped, errors

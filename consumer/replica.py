@@ -32,7 +32,7 @@ from packflow.loaders import InferenceBackendLoader, load_backend
 from packflow.logging import get_logger
 from packflow.profiling import Profiler
 
-from .assignment import Assignment, Taken, first_and_last, per_partition
+from .assignment import Assignment, Taken, by_partition, first_and_last, per_partition
 from .backpressure import Backpressure
 from .batcher import PartitionQueues
 from .broker_reach import BrokerReach
@@ -397,19 +397,10 @@ class DataPath:
                 self._watch_execution(self.settings.execute_timeout_s)
 
     def _accept(self, messages: list[Message]) -> None:
-        by_partition: dict[TP, list[Message]] = {}
-        for message in messages:
-            error = message.error()
-            if error is not None:
-                self._consumer_error(error)
-                continue
-            tp = (message.topic(), message.partition())  # never None without an error
-            run = by_partition.get(tp)  # type: ignore[arg-type]
-            if run is None:
-                by_partition[tp] = [message]  # type: ignore[index]
-            else:
-                run.append(message)
-        queued = self.assignment.accept(by_partition)
+        runs, errors = by_partition(messages)
+        for error in errors:
+            self._consumer_error(error)
+        queued = self.assignment.accept(runs)
         self.counts["records_in"] += queued
         self.metrics.records_in.inc(queued)
 

@@ -7,10 +7,17 @@ from collections.abc import Sequence
 from io import BytesIO
 from typing import Any
 
-import fastavro
-
 from ..errors import DecodeError
-from .base import AvroSchema, Codec, Decoder, HeaderEncoder, null_value, pair, read
+from .base import (
+    AvroSchema,
+    Codec,
+    Decoder,
+    HeaderEncoder,
+    null_value,
+    pair,
+    read,
+    record_reader,
+)
 
 
 class SchemalessDecoder(Decoder):
@@ -22,12 +29,13 @@ class SchemalessDecoder(Decoder):
         super().__init__(reader)
         self.writer = writer or reader
         self._pair = pair(self.writer, reader)
+        self._reader = record_reader(self._pair)
 
     def decode_batch(self, values: Sequence[bytes | None]) -> list[dict[str, Any] | DecodeError]:
         # `read` inlined for the datums that decode cleanly (the hot path: one Python call
         # less per record); any other is read again by `read`, which says what is wrong.
         writer = self._pair
-        parsed, resolved, reader = writer.parsed, writer.reader, fastavro.schemaless_reader
+        reader, args = self._reader
         decoded: list[dict[str, Any] | DecodeError] = []
         append = decoded.append
         for value in values:
@@ -36,7 +44,7 @@ class SchemalessDecoder(Decoder):
                 continue
             buffer = BytesIO(value)
             try:
-                record = reader(buffer, parsed, resolved)
+                record = reader(buffer, *args)
             except Exception:  # noqa: BLE001
                 append(read(value, 0, writer))
                 continue

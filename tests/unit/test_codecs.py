@@ -4,10 +4,12 @@ registry here; tests/integration/test_schema_registry.py runs it against a real 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import socket
 from collections.abc import Callable
 from decimal import Decimal
+from io import BytesIO
 from pathlib import Path
 from typing import Any, get_args
 from uuid import UUID
@@ -596,6 +598,61 @@ def test_encoding_a_record_that_does_not_fit_names_the_field() -> None:
     assert encoder.encode(GOOD_B) == make_encoder("schemaless", "demo_input").encode(GOOD_B)
 
 
+RICH = {
+    "type": "record",
+    "name": "Rich",
+    "namespace": "t",
+    "fields": [
+        {"name": "id", "type": "string"},
+        {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "uid", "type": {"type": "string", "logicalType": "uuid"}},
+        {
+            "name": "price",
+            "type": {"type": "bytes", "logicalType": "decimal", "precision": 6, "scale": 2},
+        },
+        {"name": "kind", "type": {"type": "enum", "name": "Kind", "symbols": ["A", "B"]}},
+        {"name": "maybe", "type": ["null", "double"]},
+        {
+            "name": "home",
+            "type": {
+                "type": "record",
+                "name": "Place",
+                "fields": [{"name": "lat", "type": "float"}, {"name": "tags", "type": {
+                    "type": "map", "values": {"type": "array", "items": "int"}}}],
+            },
+        },
+        {"name": "work", "type": ["null", "Place"]},  # a reference to a named type
+        {"name": "raw", "type": {"type": "fixed", "name": "Four", "size": 4}},
+        {"name": "flag", "type": "boolean"},
+    ],
+}  # fmt: skip
+
+
+def test_the_schemaless_decoder_reads_what_schemaless_reader_reads(tmp_path: Path) -> None:
+    # The decoder calls the compiled record reader directly (record_reader): values must be
+    # those of the public call, for every kind of field, named references included.
+    schema = write_schema(tmp_path, RICH)
+    decoder = make_decoder("schemaless", schema)
+    parsed = fastavro.parse_schema(RICH)
+    place = {"lat": 1.5, "tags": {"a": [1, -2], "b": []}}
+    base = {"id": "r1", "at": 1732521600123, "uid": "6a2f41a3-c54c-fce8-32d2-0324e1c32e22"}
+    datums = [
+        base | {"price": Decimal("12.34"), "kind": "B", "maybe": None, "home": place,
+                "work": None, "raw": b"abcd", "flag": True},
+        base | {"price": Decimal("-0.01"), "kind": "A", "maybe": 2.25, "home": place,
+                "work": {"lat": -3.0, "tags": {}}, "raw": b"\x00\x01\x02\x03", "flag": False},
+    ]  # fmt: skip
+    values = [make_encoder("schemaless", schema).encode(d) for d in datums]
+    expected = [fastavro.schemaless_reader(BytesIO(v), parsed, None) for v in values]
+    assert decoder.decode_batch(values) == expected
+    reader, args = decoder._reader  # itself, not through the decoder's fallback to `read`
+    assert [reader(BytesIO(v), *args) for v in values] == expected
+    assert expected[1]["work"] == {"lat": -3.0, "tags": {}}
+    demo = make_decoder("schemaless", "demo_input")
+    compiled = importlib.util.find_spec("fastavro._read") is not None
+    assert demo._reader[0].__name__ == ("read_record" if compiled else "schemaless_reader")
+
+
 # -- results ---------------------------------------------------------------------------------
 
 KEYS = ["k1", "k2"]
@@ -617,6 +674,29 @@ def test_json_results_are_exactly_the_sorted_keys_json_and_identical_across_call
     # The same inputs, in another order of dict keys and through a new encoder: same bytes.
     reordered = [dict(reversed(list(OUTPUTS[0].items()))), OUTPUTS[1]]
     assert make_result_encoder("json").encode_batch(KEYS, reordered, "echo", "1.0") == values
+
+
+def test_json_results_put_together_from_parts_are_the_bytes_of_one_dumps_of_the_dict() -> None:
+    # The encoder joins a per-batch head, the key and the output: awkward names, keys and
+    # outputs must still give exactly what orjson gives for the whole sorted-keys dict.
+    rows = ArrayRows({"v": np.array([[0.5, -1.25], [3.0, 1e-7]]), "n": np.array([1, 2])})
+    keys = ['q"uote', "back\\slash", "é\u2028\n", "", "rows-0", "none", "nested"]
+    outputs: list[Any] = [
+        {"b": 1, "a": [{"y": 2, "x": 1}]},
+        "text",
+        0.1 + 0.2,
+        [],
+        rows[0],
+        None,
+        {"z": {"é": True, "a": False}, "": -0.0},
+    ]
+    for backend, version in [("echo", "1.0"), ('we"ird\\name', "ü 2")]:
+        values = make_result_encoder("json").encode_batch(keys, outputs, backend, version)
+        for key, output, value in zip(keys, outputs, values, strict=True):
+            whole = {"output": output, "key": key, "backend_version": version, "backend": backend}
+            assert value == orjson.dumps(
+                whole, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+            )
 
 
 @pytest.mark.parametrize("fmt", ["json", "avro"])

@@ -31,6 +31,16 @@ def test_answered_keys_are_bounded_in_size_and_age() -> None:
     assert answered.claim(["b"]) == [True]  # expired, so it counts as new
 
 
+def test_answered_keys_of_all_new_batches_are_evicted_oldest_first() -> None:
+    answered = AnsweredKeys(max_keys=3, ttl_s=60)
+    assert answered.claim(["a", "b"]) == [True, True]
+    assert answered.claim(["c", "d"]) == [True, True]  # over the bound: "a" goes
+    assert answered.claim(["b", "c", "d"]) == [False, False, False]
+    assert answered.claim(["a"]) == [True]  # "b" goes
+    assert answered.claim(["c", "b"]) == [False, True]
+    assert answered.repeats == 4
+
+
 def test_dead_letter_headers_keep_the_original_ones_and_say_what_failed() -> None:
     original = [("traceparent", b"00-abc-def-01"), ("packflow.stage", b"backend")]
     headers = dead_letter_headers(

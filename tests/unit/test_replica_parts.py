@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 
 from packflow import InferenceBackend
-from packflow.runtime.assignment import Assignment, Taken, first_and_last
+from packflow.runtime.assignment import Assignment, Taken, by_partition, first_and_last
 from packflow.runtime.backpressure import Backpressure
 from packflow.runtime.batcher import PartitionQueues
 from packflow.runtime.checkpoint import (
@@ -398,6 +398,29 @@ def test_first_and_last_offsets_of_each_run() -> None:
         (A, 3, 7),
         (B, 0, 0),
     ]
+
+
+def test_a_fetch_is_sorted_by_partition_in_offset_order_and_its_errors_set_apart() -> None:
+    def fetched(topic: str, partition: int, offset: int) -> Message:
+        return Message(topic=topic, partition=partition, offset=offset, value=b"v")
+
+    def offsets(grouped: dict[Any, list[Message]]) -> dict[Any, list[int | None]]:
+        return {tp: [m.offset() for m in run] for tp, run in grouped.items()}
+
+    # Runs of one partition, a partition met again later, and an error among them.
+    broken = Message(topic="in", partition=0, error=KafkaError(KafkaError._TRANSPORT))
+    one_topic = [fetched("in", 0, 5), fetched("in", 0, 6), fetched("in", 2, 1), broken]
+    one_topic += [fetched("in", 0, 7), fetched("in", 2, 2)]
+    grouped, errors = by_partition(one_topic)
+    assert offsets(grouped) == {("in", 0): [5, 6, 7], ("in", 2): [1, 2]}
+    assert [e.code() for e in errors] == [KafkaError._TRANSPORT]
+    # A pattern subscription: the same partition number of two topics stays apart.
+    two_topics = [fetched("a", 0, 1), fetched("b", 0, 1), fetched("a", 0, 2)]
+    grouped, errors = by_partition(two_topics)
+    assert offsets(grouped) == {("a", 0): [1, 2], ("b", 0): [1]}
+    assert errors == []
+    assert by_partition([broken]) == ({}, [broken.error()])
+    assert by_partition([]) == ({}, [])
 
 
 def test_drop_queued_empties_the_queues_of_every_partition_held() -> None:
