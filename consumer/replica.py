@@ -13,6 +13,7 @@ guarantee lives in the `Checkpoint` (consumer/checkpoint.py); nothing here depen
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import sys
@@ -113,6 +114,18 @@ class RunState:
         return not self._stop.is_set() and self.fatal is None
 
 
+def settle_heap(max_batch_size: int) -> None:
+    """Before the first batch: what start-up made (modules, the backend and its model) is put
+    out of the cyclic collector's reach (`gc.freeze`), and a collection waits until ten
+    batches' worth of new objects are alive at once. With CPython's defaults every batch (a
+    dict per record decoded, another per output) set off collections that walked the start-up
+    heap again: ~1 us per record, 8% of a replica's CPU. The data path makes trees, not
+    cycles, so little garbage waits for the collector, and the threshold bounds it."""
+    gc.freeze()
+    first, second, third = gc.get_threshold()
+    gc.set_threshold(max(first, 10 * max_batch_size), second, third)
+
+
 class Replica:
     """Constructing one touches no network; `run()` loads the backend, opens the clients and
     runs the data path until `stop()` or a fatal error."""
@@ -151,7 +164,9 @@ class Replica:
         bind_log_context(self.index)
         server = self._serve_metrics()
         try:
-            return self._wire().run()
+            data_path = self._wire()
+            settle_heap(self.settings.max_batch_size)
+            return data_path.run()
         finally:
             if server is not None:
                 server.shutdown()

@@ -3,6 +3,7 @@ Backpressure, Publisher and the BatchGate, each over fakes of the Kafka clients.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import threading
 import time
@@ -33,7 +34,7 @@ from packflow.runtime.pipeline import Failure, Outcome, Pipeline
 from packflow.runtime.publisher import NotAuthorized, Publisher, PublishRejected
 from packflow.runtime.quarantine import Mark, Quarantine, parse_mark
 from packflow.runtime.registry_wait import RegistryWait
-from packflow.runtime.replica import DataPath, RunState
+from packflow.runtime.replica import DataPath, RunState, settle_heap
 from packflow.runtime.retries import RetryPolicy
 from packflow.runtime.settings import RuntimeSettings
 from packflow.runtime.tracing import Tracing
@@ -421,6 +422,21 @@ def test_a_fetch_is_sorted_by_partition_in_offset_order_and_its_errors_set_apart
     assert errors == []
     assert by_partition([broken]) == ({}, [broken.error()])
     assert by_partition([]) == ({}, [])
+
+
+def test_settle_heap_freezes_what_start_up_made_and_leaves_batches_to_refcounting() -> None:
+    before = gc.get_threshold()
+    try:
+        gc.unfreeze()
+        settle_heap(1000)
+        assert gc.get_freeze_count() > 0  # modules and the like: never walked again
+        assert gc.get_threshold() == (max(before[0], 10_000), *before[1:])
+        gc.set_threshold(*before)
+        settle_heap(1)  # batches of one: never below CPython's own threshold
+        assert gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def test_drop_queued_empties_the_queues_of_every_partition_held() -> None:
