@@ -41,6 +41,19 @@ def test_answered_keys_of_all_new_batches_are_evicted_oldest_first() -> None:
     assert answered.repeats == 4
 
 
+def test_released_keys_do_not_pile_up_in_the_cache_however_many_are_claimed() -> None:
+    # Every record dead-lettered (each claim released again) for a long while: what the
+    # cache keeps stays within its bound, and released keys are claimed anew.
+    answered = AnsweredKeys(max_keys=5, ttl_s=3600)
+    for n in range(1000):
+        keys = [f"k{n}-{i}" for i in range(3)]
+        assert answered.claim(keys) == [True, True, True]
+        answered.release(keys)
+    assert len(answered) == 0
+    assert sum(len(keys) for _, keys in answered._claims) <= 5
+    assert answered.claim(["k999-0", "k999-0"]) == [True, False]
+
+
 def test_dead_letter_headers_keep_the_original_ones_and_say_what_failed() -> None:
     original = [("traceparent", b"00-abc-def-01"), ("packflow.stage", b"backend")]
     headers = dead_letter_headers(
