@@ -375,6 +375,9 @@ def producer_config(settings: RuntimeSettings, instance: str = "0") -> dict[str,
         "enable.idempotence": True,
         "linger.ms": 5,
         "compression.type": "lz4",
+        # Delivery callbacks only for failures: success is learnt from flush() or the
+        # transaction's commit, and a callback per record delivered cost ~0.4 us of CPU.
+        "delivery.report.only.error": True,
     }
     if settings.guarantee == "exactly-once":
         config["transactional.id"] = f"packflow-{settings.group_id}-{instance}"
