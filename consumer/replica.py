@@ -751,7 +751,9 @@ class DataPath:
         found: dict[TP, tuple[int, str | None, int]] = {tp: (-1, None, -1) for tp in tps}
         try:
             for c in consumer.committed([TopicPartition(*tp) for tp in tps], timeout=10):
-                _, high = consumer.get_watermark_offsets(c, timeout=5)
+                # The end bounds a guard from a commit; a partition never committed needs
+                # none, and a group's first start saves a request per partition.
+                high = consumer.get_watermark_offsets(c, timeout=5)[1] if c.offset >= 0 else -1
                 found[(c.topic, c.partition)] = (c.offset, c.metadata, high)
         except KafkaException as exc:  # unknown: guard them (a crash is found one later)
             self.log.warning("committed_unknown", error=str(exc.args[0]))
