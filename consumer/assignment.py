@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Collection, Mapping, Sequence
+from operator import methodcaller
 from typing import Any, Generic, Protocol, TypeVar
 
 from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
@@ -137,7 +138,9 @@ def per_partition(runs: Sequence[tuple[TP, list[M]]]) -> list[tuple[TP, list[M]]
     return list(merged.items())
 
 
-_ERROR, _TOPIC, _PARTITION = Message.error, Message.topic, Message.partition
+# C calls per message, without a Python frame each (methodcaller, not Message's own methods,
+# so that any message-like object will do).
+_ERROR, _TOPIC, _PARTITION = (methodcaller(m) for m in ("error", "topic", "partition"))
 
 
 def by_partition(messages: list[Message]) -> tuple[dict[TP, list[Message]], list[KafkaError]]:
@@ -154,9 +157,9 @@ def by_partition(messages: list[Message]) -> tuple[dict[TP, list[Message]], list
         [topic] = topics
         for partition, run in itertools.groupby(messages, _PARTITION):
             tp = (topic, partition)
-            found = grouped.get(tp)  # type: ignore[arg-type]
+            found = grouped.get(tp)
             if found is None:
-                grouped[tp] = list(run)  # type: ignore[index]
+                grouped[tp] = list(run)
             else:
                 found.extend(run)
     else:  # more than one topic (a pattern subscription): message by message

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from packflow import InferenceBackend
 from packflow.runtime.assignment import Assignment, Taken, by_partition, first_and_last
@@ -402,14 +402,33 @@ def test_first_and_last_offsets_of_each_run() -> None:
 
 
 def test_a_fetch_is_sorted_by_partition_in_offset_order_and_its_errors_set_apart() -> None:
-    def fetched(topic: str, partition: int, offset: int) -> Message:
-        return Message(topic=topic, partition=partition, offset=offset, value=b"v")
+    @dataclass
+    class Fetched:  # confluent-kafka before 2.13 cannot make a Message in Python
+        _topic: str
+        _partition: int
+        _offset: int = -1
+        _error: KafkaError | None = None
 
-    def offsets(grouped: dict[Any, list[Message]]) -> dict[Any, list[int | None]]:
+        def topic(self) -> str:
+            return self._topic
+
+        def partition(self) -> int:
+            return self._partition
+
+        def offset(self) -> int:
+            return self._offset
+
+        def error(self) -> KafkaError | None:
+            return self._error
+
+    def fetched(topic: str, partition: int, offset: int) -> Any:
+        return Fetched(topic, partition, offset)
+
+    def offsets(grouped: dict[Any, list[Any]]) -> dict[Any, list[int | None]]:
         return {tp: [m.offset() for m in run] for tp, run in grouped.items()}
 
     # Runs of one partition, a partition met again later, and an error among them.
-    broken = Message(topic="in", partition=0, error=KafkaError(KafkaError._TRANSPORT))
+    broken: Any = Fetched("in", 0, _error=KafkaError(KafkaError._TRANSPORT))
     one_topic = [fetched("in", 0, 5), fetched("in", 0, 6), fetched("in", 2, 1), broken]
     one_topic += [fetched("in", 0, 7), fetched("in", 2, 2)]
     grouped, errors = by_partition(one_topic)
